@@ -1,0 +1,98 @@
+"""Trace-time argument checks: shapes and dtypes only, never values under jit.
+
+Every public function validates its inputs with these helpers so that bad input
+fails with a message naming the argument, before anything is computed.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def check_ndim(ndim: int) -> int:
+  """Validates the number of spatial axes (2 or 3)."""
+  if ndim not in (2, 3):
+    raise ValueError(f"`ndim` must be 2 or 3 (spatial axes), got {ndim!r}.")
+  return ndim
+
+
+def check_positive_int(value: int, name: str, *, allow_zero: bool = False) -> int:
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+    raise ValueError(f"`{name}` must be an int, got {type(value).__name__}.")
+  if value < 0 or (value == 0 and not allow_zero):
+    bound = ">= 0" if allow_zero else "> 0"
+    raise ValueError(f"`{name}` must be {bound}, got {value}.")
+  return int(value)
+
+
+def check_floating(x: jax.Array, name: str) -> None:
+  if not jnp.issubdtype(x.dtype, jnp.floating):
+    raise ValueError(f"`{name}` must have a floating dtype, got {x.dtype}.")
+
+
+def check_integer(x: jax.Array, name: str) -> None:
+  if not jnp.issubdtype(x.dtype, jnp.integer):
+    raise ValueError(f"`{name}` must have an integer dtype (class indices), got {x.dtype}.")
+
+
+def check_spatial(x: jax.Array, name: str, ndim: int) -> None:
+  """`x` must have at least `ndim` spatial axes, each non-empty."""
+  if x.ndim < ndim:
+    raise ValueError(
+        f"`{name}` must have at least {ndim} axes (the last {ndim} are spatial), "
+        f"got shape {x.shape}.")
+  if any(s == 0 for s in x.shape[x.ndim - ndim:]):
+    raise ValueError(f"`{name}` has an empty spatial axis: shape {x.shape}.")
+
+
+def check_logits_and_labels(logits: jax.Array, labels: jax.Array) -> int:
+  """Validates segmentation inputs and returns the number of spatial axes.
+
+  Args:
+    logits: `[B, *spatial, C]`, floating, C >= 2.
+    labels: `[B, *spatial]`, integer class indices.
+
+  Returns:
+    The number of spatial axes (2 or 3).
+  """
+  check_floating(logits, "logits")
+  check_integer(labels, "labels")
+  if logits.ndim not in (4, 5):
+    raise ValueError(
+        "`logits` must be [B, H, W, C] or [B, D, H, W, C] (channels-last), "
+        f"got shape {logits.shape}.")
+  if logits.shape[-1] < 2:
+    raise ValueError(
+        "`logits` must have C >= 2 classes on the last axis (C=2 for binary "
+        f"segmentation), got shape {logits.shape}.")
+  if labels.shape != logits.shape[:-1]:
+    raise ValueError(
+        f"`labels` must have shape logits.shape[:-1] = {logits.shape[:-1]}, "
+        f"got {labels.shape}.")
+  check_spatial(labels, "labels", logits.ndim - 2)
+  return logits.ndim - 2
+
+
+def labels_in_range(labels: jax.Array, num_classes: int) -> jax.Array:
+  """`[B]` mask: whether all class indices of each example lie in [0, C).
+
+  Under `jit` the values are unknown at trace time, so losses use this mask to
+  turn the loss of an example with out-of-range labels into NaN (a flag the
+  trainer's NaN tripwire catches) instead of silently treating those pixels as
+  background.
+  """
+  return jnp.all((labels >= 0) & (labels < num_classes),
+                 axis=tuple(range(1, labels.ndim)))
+
+
+def raise_if_labels_out_of_range(labels: jax.Array, num_classes: int) -> None:
+  """Eager-only value check (a no-op on tracers, where the NaN flag applies)."""
+  if isinstance(labels, jax.core.Tracer):
+    return
+  lo, hi = int(jnp.min(labels)), int(jnp.max(labels))
+  if lo < 0 or hi >= num_classes:
+    raise ValueError(
+        f"`labels` must lie in [0, {num_classes - 1}] (C = logits.shape[-1] = "
+        f"{num_classes}), got values in [{lo}, {hi}].")

@@ -1,0 +1,1 @@
+"""Evaluation metrics (numpy in, numpy out)."""

@@ -1,0 +1,1 @@
+"""Flax NNX models used by the experiments."""

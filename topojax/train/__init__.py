@@ -1,0 +1,1 @@
+"""Trainer pieces: sharding, checkpointing, metric writing, reports."""
