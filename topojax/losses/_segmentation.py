@@ -38,7 +38,8 @@ def _segmentation_loss(*, static_argnames=()):
 def _prepare(logits, labels):
   """Returns float32-or-wider logits, one-hot labels and per-example validity."""
   num_classes = logits.shape[-1]
-  logits = logits.astype(jnp.promote_types(logits.dtype, jnp.float32))
+  if jnp.finfo(logits.dtype).bits < 32:  # low-precision logits: reduce in float32
+    logits = logits.astype(jnp.float32)
   valid = checks.labels_in_range(labels, num_classes)
   onehot = jax.nn.one_hot(labels, num_classes, dtype=logits.dtype)
   return logits, onehot, valid
@@ -81,8 +82,10 @@ def cross_entropy(logits: jax.Array, labels: jax.Array, *,
     >>> cross_entropy(logits, labels).round(4).tolist()  # log 2
     [0.6931]
   """
-  logits, onehot, valid = _prepare(logits, labels)
-  nll = -onehot * jax.nn.log_softmax(logits, axis=-1)
+  logits, _, valid = _prepare(logits, labels)
+  # Gather the label's log-probability (a one-hot product would give 0 * -inf).
+  log_probs = jax.nn.log_softmax(logits, axis=-1)
+  nll = -jnp.take_along_axis(log_probs, labels[..., None], axis=-1)[..., 0]
   if class_weights is not None:
     class_weights = jnp.asarray(class_weights)
     checks.check_floating(class_weights, "class_weights")
@@ -90,9 +93,8 @@ def cross_entropy(logits: jax.Array, labels: jax.Array, *,
       raise ValueError(
           f"`class_weights` must have shape (C,) = ({logits.shape[-1]},), "
           f"got {class_weights.shape}.")
-    nll = nll * class_weights.astype(logits.dtype)
-  num_pixels = nll[0, ..., 0].size
-  return _flag_invalid(jnp.sum(_spatial_sum(nll), axis=-1) / num_pixels, valid)
+    nll = nll * class_weights.astype(logits.dtype)[labels]
+  return _flag_invalid(jnp.mean(nll, axis=tuple(range(1, nll.ndim))), valid)
 
 
 @_segmentation_loss(static_argnames=("include_background",))
