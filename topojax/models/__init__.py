@@ -1,1 +1,25 @@
-"""Flax NNX models used by the experiments."""
+"""Flax NNX models used by the experiments, also reachable by name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from flax import nnx
+
+from topojax.models._unet import UNet
+
+MODELS: Mapping[str, Callable[..., nnx.Module]] = {
+    "unet": UNet,
+}
+
+
+def get_model(name: str) -> Callable[..., nnx.Module]:
+  """The model class registered under `name` (configs pick models by name)."""
+  try:
+    return MODELS[name]
+  except KeyError:
+    raise ValueError(
+        f"Unknown model {name!r}; known models: {sorted(MODELS)}.") from None
+
+
+__all__ = ["MODELS", "UNet", "get_model"]

@@ -1,0 +1,133 @@
+r"""Mortar segmentation of synthetic brick walls (TopoMortar-like) with a UNet.
+
+The laptop/CI run (64 x 64 walls, 3-level UNet, 150 SGD steps of batch 8):
+
+  python -m experiments.train --config configs/bricks.py:runlocal \
+      --workdir workdirs/bricks_local
+
+  Runtime: ~35-50 s on 2 CPU cores, of which ~10 s is JIT compilation and
+  ~5 s evaluation; rerunning the same command restores step 150 and only
+  evaluates (~4 s). Expected table on 32 held-out walls (deterministic on
+  CPU; predicting mortar everywhere would give Dice ~0.47):
+
+    metric          mean     std   n
+    dice          0.9945  0.0046  32
+    cldice        0.9973  0.0034  32
+    betti0_error  0.6250  1.4087  32
+    betti1_error  1.1875  2.8000  32
+    hd95          0.0000  0.0000  32
+
+  With `runlocal,loss=cldice` (~30 s): Dice 0.98, clDice 0.99, Betti errors
+  0.9 / 2.8. Outputs: the table on stdout and in `eval_metrics.csv`, training
+  curves in `metrics.jsonl`, `config.json`, `checkpoints/`, and
+  `predictions.png` (image, ground truth, prediction, soft skeletons).
+
+The full run (for a GPU; 128 x 128 walls, 4-level UNet, 5000 SGD steps of
+batch 32; not timed here):
+
+  python -m experiments.train --config configs/bricks.py \
+      --workdir workdirs/bricks
+
+Arguments after `:` (comma-separated, see `configs.common.parse_arg`):
+  runlocal                 the small variant above.
+  loss=cedice|cldice|dice_cldice
+                           cedice: CE + Dice with background (TopoMortar's
+                             baseline, the default);
+                           cldice: TopoMortar's "clDice",
+                             0.5 Dice(with background) + 0.5 clDice(K=3);
+                           dice_cldice: the clDice paper's soft_dice_cldice.
+  optimizer=sgd|adam|adamw sgd: Nesterov momentum 0.99 as TopoMortar (default).
+  schedule=poly|warmup_cosine|constant
+                           poly: lr (1 - t/T)^0.9 as TopoMortar (default).
+
+Any field can be overridden, e.g. `--config.total_steps=300
+--config.loss.dice=0.5 --config.model.features='(8, 16, 32)'`. The same
+`--workdir` resumes from its latest checkpoint; a finished run just evaluates.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from configs.common import parse_arg
+
+# name -> (loss weights, per-loss options), the names of `topojax.losses`.
+LOSS_PRESETS = {
+    "cedice": ({"cross_entropy": 1.0, "dice": 1.0},
+               {"dice": {"include_background": True}}),
+    "cldice": ({"dice": 0.5, "cldice": 0.5},
+               {"dice": {"include_background": True}, "cldice": {"num_iter": 3}}),
+    "dice_cldice": ({"dice_cldice": 1.0},
+                    {"dice_cldice": {"alpha": 0.5, "num_iter": 3}}),
+}
+
+# name -> optax optimiser settings; `experiments.train` reads `name`,
+# `weight_decay` and passes the rest to the optax constructor.
+OPTIMIZER_PRESETS = {
+    "sgd": {"name": "sgd", "momentum": 0.99, "nesterov": True, "weight_decay": 3e-5},
+    "adam": {"name": "adam", "b1": 0.9, "b2": 0.999, "weight_decay": 0.0},
+    "adamw": {"name": "adamw", "b1": 0.9, "b2": 0.999, "weight_decay": 1e-4},
+}
+# Peak learning rates that work with each optimiser on this task.
+DEFAULT_LR = {"sgd": 0.01, "adam": 1e-3, "adamw": 1e-3}
+
+SCHEDULE_PRESETS = {
+    "poly": {"name": "poly", "power": 0.9},
+    "warmup_cosine": {"name": "warmup_cosine", "warmup_steps": 100, "end_fraction": 0.01},
+    "constant": {"name": "constant"},
+}
+
+
+def _choose(presets, name, what):
+  if name not in presets:
+    raise ValueError(f"Unknown {what} {name!r}; choose one of {sorted(presets)}.")
+  return presets[name]
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  """The experiment config; `arg` is the text after `:` on the command line."""
+  arg = parse_arg(arg, runlocal=False, loss="cedice", optimizer="sgd",
+                  schedule="poly")
+  config = ml_collections.ConfigDict()
+  config.seed = 0  # model init and batch order/augmentation
+
+  # Synthetic walls; eval walls use another seed, so they are unseen.
+  config.data = {
+      "height": 128, "width": 128,
+      "num_train": 512, "train_seed": 0,
+      "num_eval": 64, "eval_seed": 1,
+      "augment": True,
+  }
+
+  config.model = {"name": "unet", "features": (32, 64, 128, 256)}
+
+  loss_weights, loss_options = _choose(LOSS_PRESETS, arg.loss, "loss")
+  config.loss = loss_weights
+  config.loss_options = loss_options
+
+  config.optimizer = _choose(OPTIMIZER_PRESETS, arg.optimizer, "optimizer")
+  config.schedule = _choose(SCHEDULE_PRESETS, arg.schedule, "schedule")
+  config.lr = DEFAULT_LR[arg.optimizer]
+  config.grad_clip_norm = 12.0  # nnU-Net's clipping, 0 disables
+
+  config.batch_size = 32  # global; divisible by the number of devices
+  config.total_steps = 5000
+  config.log_every = 50
+  config.checkpoint_every = 500
+  config.keep_checkpoints = 2
+
+  config.eval = {"batch_size": 32, "num_examples_plot": 4, "skeleton_iter": 10}
+
+  if arg.runlocal:
+    config.data.height = config.data.width = 64
+    config.data.num_train = 128
+    config.data.num_eval = 32
+    config.model.features = (16, 32, 64)
+    config.batch_size = 8
+    config.total_steps = 150
+    config.log_every = 10
+    config.checkpoint_every = 50
+    config.eval.batch_size = 16
+    if "warmup_steps" in config.schedule:
+      config.schedule.warmup_steps = 10
+  return config

@@ -1,0 +1,374 @@
+r"""Trains a segmentation model on synthetic brick walls, then evaluates it.
+
+  python -m experiments.train --config configs/bricks.py:runlocal \
+      --workdir workdirs/bricks_local
+
+The same `--workdir` resumes from its latest checkpoint (a finished run just
+evaluates again). The workdir receives `config.json`, `metrics.jsonl`,
+`checkpoints/`, `eval_metrics.csv` and `predictions.png`.
+
+The trainer knows nothing about topology: the config names the losses
+(`topojax.losses.make_loss`), the model (`topojax.models.get_model`) and the
+optimiser, and the update step only ever sees a per-example loss `[B]`.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging as std_logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import tqdm
+from absl import app
+from absl import flags
+from absl import logging
+from flax import nnx
+from ml_collections import config_flags
+
+from topojax import data
+from topojax import metrics
+from topojax import models
+from topojax.losses import make_loss
+from topojax.train import report
+from topojax.train import sharding
+from topojax.train.checkpoint import Checkpointer
+from topojax.train.metric_writer import MetricWriter
+
+NUM_CLASSES = 2  # background, mortar
+CHECKPOINT_DIR = "checkpoints"
+METRICS_CSV = "eval_metrics.csv"
+PREDICTIONS_PNG = "predictions.png"
+
+
+class NonFiniteError(FloatingPointError):
+  """Training produced a NaN or Inf loss or gradient."""
+
+
+# ----------------------------------------------------------------------------
+# Optimiser and learning-rate schedule, chosen by name in the config.
+# ----------------------------------------------------------------------------
+
+
+def make_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
+  """`config.schedule.name`: poly (TopoMortar), warmup_cosine or constant."""
+  settings, lr, total = config.schedule, config.lr, config.total_steps
+  if settings.name == "poly":  # lr * (1 - t / T) ** power
+    return optax.polynomial_schedule(lr, 0.0, settings.power, total)
+  if settings.name == "warmup_cosine":
+    return optax.warmup_cosine_decay_schedule(
+        0.0, lr, settings.warmup_steps, total, lr * settings.end_fraction)
+  if settings.name == "constant":
+    return optax.constant_schedule(lr)
+  raise ValueError(
+      f"Unknown schedule {settings.name!r}; known: poly, warmup_cosine, constant.")
+
+
+def make_optimizer(config: ml_collections.ConfigDict,
+                   schedule: optax.Schedule) -> optax.GradientTransformation:
+  """Clip by global norm, then sgd / adam (coupled L2 decay, as torch) or adamw.
+
+  `config.optimizer` holds `name`, `weight_decay` and the keyword arguments of
+  the optax constructor (e.g. `momentum`, `nesterov`, `b1`, `b2`).
+  """
+  settings = config.optimizer.to_dict()
+  name = settings.pop("name")
+  weight_decay = settings.pop("weight_decay", 0.0)
+  if name == "adamw":
+    core = [optax.adamw(schedule, weight_decay=weight_decay, **settings)]
+  elif name in ("sgd", "adam"):
+    core = [optax.add_decayed_weights(weight_decay),
+            getattr(optax, name)(schedule, **settings)]
+  else:
+    raise ValueError(f"Unknown optimizer {name!r}; known: sgd, adam, adamw.")
+  clip = [optax.clip_by_global_norm(config.grad_clip_norm)] if config.grad_clip_norm else []
+  return optax.chain(*clip, *core)
+
+
+# ----------------------------------------------------------------------------
+# Small helpers of the loop.
+# ----------------------------------------------------------------------------
+
+
+def _progress_bar(initial: int, total: int) -> tqdm.tqdm:
+  quiet = not sys.stderr.isatty() or bool(os.environ.get("CI"))
+  return tqdm.tqdm(initial=initial, total=total, disable=quiet, desc="train",
+                   dynamic_ncols=True)
+
+
+def _check_finite(step: int, step_metrics: dict[str, Any]) -> None:
+  """The NaN/Inf tripwire: stops training at the first bad step."""
+  bad = {k: float(v) for k, v in step_metrics.items() if not np.isfinite(v)}
+  if bad:
+    raise NonFiniteError(
+        f"Non-finite training metrics at step {step}: {bad}. Stopping; the "
+        "latest checkpoint predates this step.")
+
+
+def _per_image_metrics(pred: np.ndarray, gt: np.ndarray) -> dict[str, np.ndarray]:
+  betti = metrics.betti_errors(pred, gt)
+  return {
+      "dice": metrics.dice(pred, gt),
+      "cldice": metrics.cldice(pred, gt),
+      "betti0_error": betti[:, 0],
+      "betti1_error": betti[:, 1],
+      "hd95": metrics.hd95(pred, gt),
+  }
+
+
+# ----------------------------------------------------------------------------
+# The trainer.
+# ----------------------------------------------------------------------------
+
+
+def _wall_config(config: ml_collections.ConfigDict) -> data.BrickWallConfig:
+  return data.BrickWallConfig().resized(config.data.height, config.data.width)
+
+
+def train(config: ml_collections.ConfigDict, workdir: str, *,
+          devices: Sequence[jax.Device] | None = None) -> dict[str, Any]:
+  """Trains to `config.total_steps`, resuming from `workdir`'s latest checkpoint.
+
+  Args:
+    config: an experiment config, e.g. `configs.bricks.get_config()`.
+    workdir: output folder (`config.json`, `metrics.jsonl`, `checkpoints/`).
+    devices: devices of the data-parallel mesh (default: all).
+
+  Returns:
+    A dict with `model` (the trained `nnx.Module`, replicated on the mesh),
+    `mesh`, `start_step` (the step restored from, 0 for a fresh run), `step`
+    (the final step) and `losses` (`[steps run]`, this call's training losses).
+
+  Raises:
+    ValueError: a batch size not divisible by the number of devices.
+    NonFiniteError: a NaN/Inf loss or gradient; names the step.
+  """
+  os.makedirs(workdir, exist_ok=True)
+  writer = MetricWriter(workdir)
+  writer.write_config(config.to_dict())
+
+  # -------------------------------------------------------------------------
+  # Mesh: one "data" axis; batches split over it, everything else replicated.
+  # -------------------------------------------------------------------------
+  mesh = sharding.make_data_mesh(devices)
+  sharding.check_batch_size(config.batch_size, mesh)
+  replicated = sharding.replicated(mesh)
+  logging.info("Data-parallel mesh: %s", mesh)
+
+  # -------------------------------------------------------------------------
+  # Input: synthetic walls in host memory; batch t is a pure function of t,
+  # so a resumed run sees exactly the batches of an uninterrupted one.
+  # -------------------------------------------------------------------------
+  train_images, train_labels = data.brick_walls(
+      config.data.num_train, seed=config.data.train_seed, config=_wall_config(config))
+
+  def train_batch(step: int):
+    batch = data.sample_batch(train_images, train_labels, step=step,
+                              batch_size=config.batch_size, seed=config.seed,
+                              augment=config.data.augment)
+    return sharding.put_batch(batch, mesh)
+
+  # -------------------------------------------------------------------------
+  # Model and optimiser, built by name.
+  # -------------------------------------------------------------------------
+  model_settings = config.model.to_dict()
+  model_cls = models.get_model(model_settings.pop("name"))
+  schedule = make_schedule(config)
+  tx = make_optimizer(config, schedule)
+  loss_fn = make_loss(config.loss.to_dict(), config.loss_options.to_dict())
+
+  def create():
+    model = model_cls(train_images.shape[-1], NUM_CLASSES, **model_settings,
+                      rngs=nnx.Rngs(config.seed))
+    return model, nnx.Optimizer(model, tx, wrt=nnx.Param)
+
+  with jax.set_mesh(mesh):
+    # -----------------------------------------------------------------------
+    # Shard / transfer: shapes first, then initialise straight into replicated
+    # device memory (big_vision's eval_shape -> shardings -> jit(init)).
+    # -----------------------------------------------------------------------
+    graphdef, abstract_state = nnx.split(nnx.eval_shape(create))
+    state_sharding = jax.tree.map(lambda _: replicated, abstract_state)
+    init_state = jax.jit(lambda: nnx.split(create())[1],
+                         out_shardings=state_sharding)
+
+    # -----------------------------------------------------------------------
+    # Update step: per-example loss -> batch mean -> grads -> optax.
+    # -----------------------------------------------------------------------
+    def train_step(state, images, labels):
+      model, optimizer = nnx.merge(graphdef, state)
+      lr = schedule(optimizer.step[...])
+
+      def mean_loss(model):
+        return jnp.mean(loss_fn(model(images), labels))
+
+      loss, grads = nnx.value_and_grad(mean_loss)(model)
+      optimizer.update(model, grads)
+      step_metrics = {
+          "loss": loss,
+          "grad_norm": optax.tree.norm(grads),
+          "param_norm": optax.tree.norm(nnx.state(model, nnx.Param)),
+          "lr": lr,
+      }
+      return nnx.state((model, optimizer)), step_metrics
+
+    train_step = jax.jit(train_step, donate_argnums=0,
+                         out_shardings=(state_sharding, replicated))
+
+    # -----------------------------------------------------------------------
+    # Checkpoint: resume from the latest step in this workdir, if any.
+    # -----------------------------------------------------------------------
+    checkpointer = Checkpointer(os.path.join(workdir, CHECKPOINT_DIR),
+                                max_to_keep=config.keep_checkpoints,
+                                save_interval_steps=config.checkpoint_every)
+    start_step = checkpointer.latest_step() or 0
+    if start_step:
+      logging.info("Resuming from the checkpoint of step %d.", start_step)
+      restore_target = jax.tree.map(
+          lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
+          abstract_state)
+      state = checkpointer.restore(start_step, restore_target)
+    else:
+      state = init_state()
+    if start_step >= config.total_steps:
+      logging.info("Training already complete (step %d).", start_step)
+
+    # -----------------------------------------------------------------------
+    # Loop. The tripwire checks each step's metrics one step late, so the host
+    # never waits on the step it has just dispatched; a step due for a
+    # checkpoint is checked before it is saved, so no checkpoint holds NaNs.
+    # -----------------------------------------------------------------------
+    losses = []
+    progress = _progress_bar(start_step, config.total_steps)
+
+    def record(step: int, device_metrics) -> None:
+      host_metrics = jax.device_get(device_metrics)
+      _check_finite(step, host_metrics)
+      losses.append(float(host_metrics["loss"]))
+      if step % config.log_every == 0 or step == config.total_steps:
+        writer.write(step, host_metrics)
+        progress.set_postfix(loss=f"{losses[-1]:.4f}")
+
+    pending = None  # (step, device metrics) not yet recorded
+    try:
+      # Implicit host<->device copies inside the loop would be hidden syncs.
+      with jax.transfer_guard("disallow"):
+        for step in range(start_step + 1, config.total_steps + 1):
+          state, step_metrics = train_step(state, *train_batch(step - 1))
+          if pending is not None:
+            record(*pending)
+          pending = (step, step_metrics)
+          if checkpointer.should_save(step) or step == config.total_steps:
+            record(*pending)
+            pending = None
+            checkpointer.save(step, state, force=True)
+          progress.update(1)
+    finally:
+      progress.close()
+      checkpointer.wait_until_finished()
+      checkpointer.close()
+
+  model, _ = nnx.merge(graphdef, state)
+  return {
+      "model": model,
+      "mesh": mesh,
+      "start_step": start_step,
+      "step": max(start_step, config.total_steps),
+      "losses": np.asarray(losses, np.float32),
+  }
+
+
+# ----------------------------------------------------------------------------
+# Evals: held-out walls (another seed), argmax masks -> metrics table, CSV and
+# a PNG of example predictions.
+# ----------------------------------------------------------------------------
+
+
+def evaluate(config: ml_collections.ConfigDict, workdir: str, model: nnx.Module, *,
+             mesh: jax.sharding.Mesh, step: int) -> list[report.MetricSummary]:
+  """Scores `model` on `config.data.num_eval` unseen walls; writes the report.
+
+  Prints the metrics table and writes `eval_metrics.csv`, `predictions.png`
+  and an `eval/*` line in `metrics.jsonl` (process 0 only).
+  """
+  sharding.check_batch_size(config.eval.batch_size, mesh)
+  images, labels = data.brick_walls(
+      config.data.num_eval, seed=config.data.eval_seed, config=_wall_config(config))
+  with jax.set_mesh(mesh):
+    graphdef, state = nnx.split(model)
+
+    @functools.partial(jax.jit, out_shardings=sharding.batch_sharding(mesh))
+    def foreground_prob(state, images):
+      logits = nnx.merge(graphdef, state)(images)
+      return jax.nn.softmax(logits, axis=-1)[..., 1]
+
+    batch_size = config.eval.batch_size
+    probs = []
+    for start in range(0, len(images), batch_size):
+      chunk = images[start:start + batch_size]
+      padded = np.concatenate([chunk, np.repeat(chunk[-1:], batch_size - len(chunk), 0)])
+      out = foreground_prob(state, sharding.put_batch(padded, mesh))
+      probs.append(np.asarray(jax.device_get(out))[:len(chunk)])
+  foreground = np.concatenate(probs)
+  pred = (foreground > 0.5).astype(np.int32)  # the argmax of two classes
+
+  rows = report.summarize(_per_image_metrics(pred, labels))
+  if jax.process_index() == 0:
+    print(f"\nEvaluation at step {step} on {len(images)} held-out walls:")
+    print(report.format_table(rows))
+    report.write_csv(os.path.join(workdir, METRICS_CSV), rows)
+    report.save_prediction_grid(
+        os.path.join(workdir, PREDICTIONS_PNG), images, labels, foreground,
+        num_examples=config.eval.num_examples_plot,
+        skeleton_iter=config.eval.skeleton_iter)
+  MetricWriter(workdir).write(step, {f"eval/{r.name}": r.mean for r in rows})
+  return rows
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
+                       devices: Sequence[jax.Device] | None = None) -> dict[str, Any]:
+  """`train`, then `evaluate`; a finished run in `workdir` is only evaluated.
+
+  Returns:
+    `train`'s dict plus `rows` (the `report.MetricSummary` rows) and `eval`
+    (metric name -> mean over the eval images).
+  """
+  result = train(config, workdir, devices=devices)
+  rows = evaluate(config, workdir, result["model"], mesh=result["mesh"],
+                  step=result["step"])
+  return {**result, "rows": rows, "eval": {r.name: r.mean for r in rows}}
+
+
+# ----------------------------------------------------------------------------
+# Command line.
+# ----------------------------------------------------------------------------
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Experiment config file, e.g. configs/bricks.py:runlocal.",
+    lock_config=True)
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Output folder; an existing one is resumed.")
+
+
+def _quiet_orbax(record: std_logging.LogRecord) -> bool:
+  """Drops Orbax's INFO chatter (dozens of lines per save); keeps warnings."""
+  return record.levelno >= std_logging.WARNING or "/orbax/" not in record.pathname
+
+
+def main(argv: Sequence[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  logging.get_absl_handler().addFilter(_quiet_orbax)
+  train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+
+
+if __name__ == "__main__":
+  flags.mark_flags_as_required(["config", "workdir"])
+  app.run(main)

@@ -1,0 +1,61 @@
+"""Data parallelism: a 1D "data" mesh, batches split over it, params replicated.
+
+The mesh axis is `AxisType.Auto` (GSPMD-style propagation): the trainer calls
+arbitrary `jnp` losses and models, and Auto lets XLA place every op without
+each one needing an explicit-sharding rule; batch arrays are still sharded
+explicitly with `NamedSharding(mesh, P("data"))`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import numpy as np
+
+DATA_AXIS = "data"
+PyTree = Any
+
+
+def make_data_mesh(devices: Sequence[jax.Device] | None = None) -> jax.sharding.Mesh:
+  """A 1D mesh named "data" over `devices` (default: all of `jax.devices()`)."""
+  devices = list(jax.devices() if devices is None else devices)
+  if not devices:
+    raise ValueError("`devices` must name at least one device.")
+  return jax.make_mesh((len(devices),), (DATA_AXIS,), devices=devices,
+                       axis_types=(jax.sharding.AxisType.Auto,))
+
+
+def batch_sharding(mesh: jax.sharding.Mesh) -> jax.NamedSharding:
+  """Leading (batch) axis split over "data", other axes whole."""
+  return jax.NamedSharding(mesh, jax.P(DATA_AXIS))
+
+
+def replicated(mesh: jax.sharding.Mesh) -> jax.NamedSharding:
+  """A full copy on every device (params, optimiser state, scalars)."""
+  return jax.NamedSharding(mesh, jax.P())
+
+
+def check_batch_size(batch_size: int, mesh: jax.sharding.Mesh) -> None:
+  """Raises unless `batch_size` splits evenly over the "data" axis."""
+  num_shards = mesh.shape[DATA_AXIS]
+  if batch_size % num_shards:
+    raise ValueError(
+        f"Batch size {batch_size} must be divisible by the number of devices on "
+        f"the data axis ({num_shards}); choose a multiple of {num_shards}.")
+
+
+def put_batch(batch: PyTree, mesh: jax.sharding.Mesh) -> PyTree:
+  """Moves a host batch (numpy arrays, leading batch axis) onto the mesh.
+
+  Single-process: every leaf is the global batch. (Multi-host input would use
+  `jax.make_array_from_process_local_data` with each host's slice.)
+  """
+  sharding = batch_sharding(mesh)
+
+  def put(x):
+    x = np.asarray(x)
+    check_batch_size(x.shape[0], mesh)
+    return jax.device_put(x, sharding)
+  return jax.tree.map(put, batch)
