@@ -366,6 +366,8 @@ def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   logging.get_absl_handler().addFilter(_quiet_orbax)
+  if os.environ.get("TOPOJAX_JAX_INIT"):  # set by tpu/launch.sh on every pod host
+    jax.distributed.initialize()
   train_and_evaluate(_CONFIG.value, _WORKDIR.value)
 
 
