@@ -5,21 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from medpy.metric import binary as medpy_binary
-from scipy import ndimage
 
 from topojax import metrics
 
-SHAPES_2D = [(1, 1), (1, 7), (7, 1), (2, 2), (13, 9), (9, 13), (32, 32)]
-SHAPES_3D = [(1, 1, 1), (1, 6, 7), (5, 6, 7), (9, 9, 9)]
-
-
-def _random_masks(rng, shape, batch):
-  """`[batch, *shape]` masks at random densities: iid pixels, odd examples blobby."""
-  density = rng.random((batch, 1))
-  noise = rng.random((batch,) + shape)
-  noise[1::2] = ndimage.gaussian_filter(noise[1::2], (0,) + (1.5,) * len(shape))
-  ranks = noise.reshape(batch, -1).argsort(axis=1).argsort(axis=1)
-  return (ranks < density * ranks.shape[1]).reshape(noise.shape)
+from mask_cases import SHAPES_2D, SHAPES_3D
+from mask_cases import random_masks as _random_masks
 
 
 def _check_against_medpy(rng, shape, batch):

@@ -120,3 +120,10 @@ def test_bfloat16_and_float64_dtypes_preserved():
 def test_bad_input_raises(call, match):
   with pytest.raises(ValueError, match=match):
     call()
+
+
+def test_grad_under_vmap_matches_batched_grad():
+  x = jax.random.uniform(jax.random.key(4), (3, 10, 9))
+  batched = jax.grad(lambda v: jnp.sum(soft_skeleton(v, num_iter=4) ** 2))(x)
+  per_image = jax.vmap(jax.grad(lambda v: jnp.sum(soft_skeleton(v, num_iter=4) ** 2)))(x)
+  np.testing.assert_allclose(per_image, batched, atol=1e-6)
