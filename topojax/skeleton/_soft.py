@@ -142,8 +142,8 @@ def _dilate_stages(x, ndim):
   return stages
 
 
-def _skeleton_forward(x, num_iter, ndim):
-  """Returns S_K, the erosions x_0..x_{K+1} and the skeletons S_{-1}..S_{K-1}.
+def _skeleton_forward(x, num_iter, ndim, *, keep_residuals):
+  """Returns S_K and, if kept, the erosions x_0..x_{K+1} and S_{-1}..S_{K-1}.
 
   With S_{-1} = 0 the first layer S_0 = relu(x_0 - O(x_0)) is the same update
   as the others (bit for bit), so one scan step covers k = 0..K.
@@ -152,23 +152,26 @@ def _skeleton_forward(x, num_iter, ndim):
     x, skel = carry
     eroded = soft_erode(x, ndim=ndim)  # x_{k+1}: shared with the next opening
     delta = jax.nn.relu(x - soft_dilate(eroded, ndim=ndim))
-    return (eroded, skel + jax.nn.relu(delta - skel * delta)), (x, skel)
+    residuals = (x, skel) if keep_residuals else None
+    return (eroded, skel + jax.nn.relu(delta - skel * delta)), residuals
 
   # A scan (not a Python loop) keeps each step's stencils in one fused body and
   # compiles once whatever num_iter is.
-  (last, skel), (erosions, skels) = lax.scan(
+  (last, skel), residuals = lax.scan(
       step, (x, jnp.zeros_like(x)), None, length=num_iter + 1)
-  return skel, jnp.concatenate([erosions, last[None]]), skels
+  if not keep_residuals:
+    return skel
+  erosions, skels = residuals
+  return skel, (jnp.concatenate([erosions, last[None]]), skels)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
 def _soft_skeleton(x, num_iter, ndim):
-  return _skeleton_forward(x, num_iter, ndim)[0]
+  return _skeleton_forward(x, num_iter, ndim, keep_residuals=False)
 
 
 def _soft_skeleton_fwd(x, num_iter, ndim):
-  skel, erosions, skels = _skeleton_forward(x, num_iter, ndim)
-  return skel, (erosions, skels)
+  return _skeleton_forward(x, num_iter, ndim, keep_residuals=True)
 
 
 def _materialised(live, fn, *args):
