@@ -23,6 +23,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jax.experimental import multihost_utils
 import ml_collections
 import numpy as np
 import optax
@@ -315,7 +316,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, model: nnx.Module,
       chunk = images[start:start + batch_size]
       padded = np.concatenate([chunk, np.repeat(chunk[-1:], batch_size - len(chunk), 0)])
       out = foreground_prob(state, sharding.put_batch(padded, mesh))
-      probs.append(np.asarray(jax.device_get(out))[:len(chunk)])
+      # Gathers every host's shards: on a pod no process holds the whole batch.
+      probs.append(multihost_utils.process_allgather(out, tiled=True)[:len(chunk)])
   foreground = np.concatenate(probs)
   pred = (foreground > 0.5).astype(np.int32)  # the argmax of two classes
 
