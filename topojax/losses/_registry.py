@@ -11,6 +11,7 @@ from typing import Any
 
 import jax
 
+from topojax._src import registry
 from topojax.losses import _segmentation
 
 LossFn = Callable[[jax.Array, jax.Array], jax.Array]
@@ -26,11 +27,7 @@ LOSSES: Mapping[str, Callable[..., jax.Array]] = {
 
 def get_loss(name: str) -> Callable[..., jax.Array]:
   """The loss function registered under `name`."""
-  try:
-    return LOSSES[name]
-  except KeyError:
-    raise ValueError(
-        f"Unknown loss {name!r}; known losses: {sorted(LOSSES)}.") from None
+  return registry.lookup(LOSSES, name, "loss")
 
 
 def make_loss(weights: Mapping[str, float],

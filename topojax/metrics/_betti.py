@@ -23,22 +23,12 @@ import itertools
 import numpy as np
 from scipy import ndimage
 
-from topojax.metrics._overlap import _as_binary
-from topojax.metrics._overlap import _as_binary_pair
-from topojax.metrics._overlap import _count
-
-
-def _batched_structure(ndim: int, connectivity: int) -> np.ndarray:
-  """A labelling structure for `[B, *spatial]` that never links two examples."""
-  spatial = ndimage.generate_binary_structure(ndim, connectivity)
-  structure = np.zeros((3,) + spatial.shape, bool)
-  structure[1] = spatial
-  return structure
+from topojax.metrics._masks import as_binary, as_binary_pair, batched_structure, count
 
 
 def _components_per_example(x: np.ndarray, connectivity: int) -> np.ndarray:
   """`[B, *spatial]` bool -> `[B]` number of connected components of each example."""
-  labels, num = ndimage.label(x, structure=_batched_structure(x.ndim - 1, connectivity))
+  labels, num = ndimage.label(x, structure=batched_structure(x.ndim - 1, connectivity))
   if num == 0:
     return np.zeros(x.shape[0], np.int64)
   # Components never span two examples; each one's bounding box starts in its own.
@@ -77,7 +67,7 @@ def _euler_characteristic(mask: np.ndarray) -> np.ndarray:
       else:  # the cell sits on the grid line between pixels i - 1 and i
         cells = (_along(cells, axis, slice(None, -1))
                  | _along(cells, axis, slice(1, None)))
-    chi += (-1) ** sum(open_axes) * _count(cells)
+    chi += (-1) ** sum(open_axes) * count(cells)
   return chi
 
 
@@ -131,7 +121,7 @@ def betti_numbers(mask, *, ndim: int = 2) -> np.ndarray:
     Valverde et al., "TopoMortar: A dataset to evaluate topology accuracy in
     image segmentation", BMVC 2025 (`lib/metrics.py`, `BettiErrorMetric`).
   """
-  return _betti(_as_binary(mask, "mask", ndim))
+  return _betti(as_binary(mask, "mask", ndim))
 
 
 def betti_errors(pred, gt, *, ndim: int = 2) -> np.ndarray:
@@ -165,5 +155,5 @@ def betti_errors(pred, gt, *, ndim: int = 2) -> np.ndarray:
     Valverde et al., "TopoMortar: A dataset to evaluate topology accuracy in
     image segmentation", BMVC 2025 (`lib/metrics.py`, `BettiErrorMetric`).
   """
-  pred, gt = _as_binary_pair(pred, gt, ndim)
+  pred, gt = as_binary_pair(pred, gt, ndim)
   return np.abs(_betti(gt) - _betti(pred))

@@ -5,9 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from topojax.metrics._betti import _batched_structure
-from topojax.metrics._overlap import _as_binary_pair
-from topojax.metrics._overlap import _count
+from topojax.metrics._masks import as_binary_pair, batched_structure, count
 
 
 def _surface(masks: np.ndarray) -> np.ndarray:
@@ -16,7 +14,7 @@ def _surface(masks: np.ndarray) -> np.ndarray:
   medpy's surface: erosion with the face-connected (cross) element, pixels
   outside the image counting as background.
   """
-  structure = _batched_structure(masks.ndim - 1, connectivity=1)
+  structure = batched_structure(masks.ndim - 1, connectivity=1)
   return masks ^ ndimage.binary_erosion(masks, structure=structure, border_value=0)
 
 
@@ -63,12 +61,12 @@ def hd95(pred, gt, *, ndim: int = 2, empty_value: float | None = None) -> np.nda
     Valverde et al., "TopoMortar: A dataset to evaluate topology accuracy in
     image segmentation", BMVC 2025 (`lib/metrics.py`, `HD95Metric`).
   """
-  pred, gt = _as_binary_pair(pred, gt, ndim)
+  pred, gt = as_binary_pair(pred, gt, ndim)
   if empty_value is None:
     empty_value = float(np.sqrt(sum((s - 1) ** 2 for s in pred.shape[1:])))
   out = np.full(pred.shape[0], empty_value, np.float64)
   surf_pred, surf_gt = _surface(pred), _surface(gt)
-  for b in np.flatnonzero((_count(pred) > 0) & (_count(gt) > 0)):
+  for b in np.flatnonzero((count(pred) > 0) & (count(gt) > 0)):
     to_gt = ndimage.distance_transform_edt(~surf_gt[b])[surf_pred[b]]
     to_pred = ndimage.distance_transform_edt(~surf_pred[b])[surf_gt[b]]
     out[b] = np.percentile(np.concatenate([to_gt, to_pred]), 95)

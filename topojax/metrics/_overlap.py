@@ -1,68 +1,10 @@
-"""Overlap metrics on binary masks: Dice and the skeleton-based clDice score.
-
-Also holds the input validation that every metric in `topojax.metrics` uses:
-binary masks `[B, *spatial]` with a mandatory batch axis, numpy in, numpy out.
-"""
+"""Overlap metrics on binary masks: Dice and the skeleton-based clDice score."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from topojax._src import checks
-
-_LAYOUTS = {2: "[B, H, W]", 3: "[B, D, H, W]"}
-
-
-def _as_binary(x, name: str, ndim: int) -> np.ndarray:
-  """Validates one batch of binary masks and returns it as a bool array.
-
-  Args:
-    x: array-like `[B, *spatial]` with `ndim` spatial axes; bool, or integer or
-      floating with values exactly 0 or 1.
-    name: the argument name used in error messages.
-    ndim: number of spatial axes (2 or 3).
-
-  Returns:
-    `x` as a bool numpy array of the same shape.
-  """
-  checks.check_ndim(ndim)
-  x = np.asarray(x)
-  if x.ndim != ndim + 1:
-    raise ValueError(
-        f"`{name}` must have shape {_LAYOUTS[ndim]} ({ndim} spatial axes after a "
-        f"batch axis, which is required: pass `x[None]` for a single image), got "
-        f"shape {x.shape}.")
-  if any(s == 0 for s in x.shape[1:]):
-    raise ValueError(f"`{name}` has an empty spatial axis: shape {x.shape}.")
-  if x.dtype == np.bool_:
-    return x
-  if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
-    raise ValueError(
-        f"`{name}` must be a binary mask (bool, or integer/floating with values "
-        f"0 and 1), got dtype {x.dtype}.")
-  binary = (x == 0) | (x == 1)
-  if not np.all(binary):
-    bad = np.unique(x[~binary])[:5].tolist()
-    raise ValueError(
-        f"`{name}` must be a binary mask with values exactly 0 or 1 (threshold "
-        f"probabilities first), got other values such as {bad}.")
-  return x.astype(bool)
-
-
-def _as_binary_pair(pred, gt, ndim: int) -> tuple[np.ndarray, np.ndarray]:
-  """Validates `pred` and `gt` as binary masks of the same shape."""
-  pred = _as_binary(pred, "pred", ndim)
-  gt = _as_binary(gt, "gt", ndim)
-  if pred.shape != gt.shape:
-    raise ValueError(
-        f"`pred` and `gt` must have the same shape, got {pred.shape} and {gt.shape}.")
-  return pred, gt
-
-
-def _count(x: np.ndarray) -> np.ndarray:
-  """`[B, *spatial]` bool -> `[B]` int64 number of True entries per example."""
-  return np.count_nonzero(x, axis=tuple(range(1, x.ndim))).astype(np.int64)
-
+from topojax.metrics._masks import as_binary_pair, count
 
 def _ratio(num: np.ndarray, den: np.ndarray, where_zero: float) -> np.ndarray:
   """`num / den` in float64, `where_zero` where `den == 0` (no warnings)."""
@@ -105,8 +47,8 @@ def dice(pred, gt, *, ndim: int = 2, empty_value: float = 1.0) -> np.ndarray:
     Valverde et al., "TopoMortar: A dataset to evaluate topology accuracy in
     image segmentation", BMVC 2025 (`lib/metrics.py`, `DiceMetric`).
   """
-  pred, gt = _as_binary_pair(pred, gt, ndim)
-  return _ratio(2 * _count(pred & gt), _count(pred) + _count(gt), empty_value)
+  pred, gt = as_binary_pair(pred, gt, ndim)
+  return _ratio(2 * count(pred & gt), count(pred) + count(gt), empty_value)
 
 
 def _skeletonize(masks: np.ndarray) -> np.ndarray:
@@ -172,9 +114,9 @@ def cldice(pred, gt, *, ndim: int = 2) -> np.ndarray:
     to evaluate topology accuracy in image segmentation", BMVC 2025
     (`lib/metrics.py`, `clDiceMetric`).
   """
-  pred, gt = _as_binary_pair(pred, gt, ndim)
+  pred, gt = as_binary_pair(pred, gt, ndim)
   skel_pred, skel_gt = _skeletonize(pred), _skeletonize(gt)
-  tprec = _ratio(_count(pred & skel_gt), _count(skel_gt), np.nan)
-  tsens = _ratio(_count(gt & skel_pred), _count(skel_pred), np.nan)
+  tprec = _ratio(count(pred & skel_gt), count(skel_gt), np.nan)
+  tsens = _ratio(count(gt & skel_pred), count(skel_pred), np.nan)
   # NaN propagates through both products, so empty skeletons stay NaN.
   return _ratio(2.0 * tprec * tsens, tprec + tsens, 0.0)

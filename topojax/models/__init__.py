@@ -6,6 +6,8 @@ from collections.abc import Callable, Mapping
 
 from flax import nnx
 
+from topojax._src import registry
+
 from topojax.models._unet import UNet
 
 MODELS: Mapping[str, Callable[..., nnx.Module]] = {
@@ -15,11 +17,7 @@ MODELS: Mapping[str, Callable[..., nnx.Module]] = {
 
 def get_model(name: str) -> Callable[..., nnx.Module]:
   """The model class registered under `name` (configs pick models by name)."""
-  try:
-    return MODELS[name]
-  except KeyError:
-    raise ValueError(
-        f"Unknown model {name!r}; known models: {sorted(MODELS)}.") from None
+  return registry.lookup(MODELS, name, "model")
 
 
 __all__ = ["MODELS", "UNet", "get_model"]

@@ -1,0 +1,69 @@
+"""Binary-mask inputs shared by every metric: `[B, *spatial]`, numpy in and out."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from topojax._src import checks
+
+_LAYOUTS = {2: "[B, H, W]", 3: "[B, D, H, W]"}
+
+
+def as_binary(x, name: str, ndim: int) -> np.ndarray:
+  """Validates one batch of binary masks and returns it as a bool array.
+
+  Args:
+    x: array-like `[B, *spatial]` with `ndim` spatial axes; bool, or integer or
+      floating with values exactly 0 or 1.
+    name: the argument name used in error messages.
+    ndim: number of spatial axes (2 or 3).
+
+  Returns:
+    `x` as a bool numpy array of the same shape.
+  """
+  checks.check_ndim(ndim)
+  x = np.asarray(x)
+  if x.ndim != ndim + 1:
+    raise ValueError(
+        f"`{name}` must have shape {_LAYOUTS[ndim]} ({ndim} spatial axes after a "
+        f"batch axis, which is required: pass `x[None]` for a single image), got "
+        f"shape {x.shape}.")
+  if any(s == 0 for s in x.shape[1:]):
+    raise ValueError(f"`{name}` has an empty spatial axis: shape {x.shape}.")
+  if x.dtype == np.bool_:
+    return x
+  if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
+    raise ValueError(
+        f"`{name}` must be a binary mask (bool, or integer/floating with values "
+        f"0 and 1), got dtype {x.dtype}.")
+  binary = (x == 0) | (x == 1)
+  if not np.all(binary):
+    bad = np.unique(x[~binary])[:5].tolist()
+    raise ValueError(
+        f"`{name}` must be a binary mask with values exactly 0 or 1 (threshold "
+        f"probabilities first), got other values such as {bad}.")
+  return x.astype(bool)
+
+
+def as_binary_pair(pred, gt, ndim: int) -> tuple[np.ndarray, np.ndarray]:
+  """Validates `pred` and `gt` as binary masks of the same shape."""
+  pred = as_binary(pred, "pred", ndim)
+  gt = as_binary(gt, "gt", ndim)
+  if pred.shape != gt.shape:
+    raise ValueError(
+        f"`pred` and `gt` must have the same shape, got {pred.shape} and {gt.shape}.")
+  return pred, gt
+
+
+def count(x: np.ndarray) -> np.ndarray:
+  """`[B, *spatial]` bool -> `[B]` int64 number of True entries per example."""
+  return np.count_nonzero(x, axis=tuple(range(1, x.ndim))).astype(np.int64)
+
+
+def batched_structure(ndim: int, connectivity: int) -> np.ndarray:
+  """A labelling structure for `[B, *spatial]` that never links two examples."""
+  spatial = ndimage.generate_binary_structure(ndim, connectivity)
+  structure = np.zeros((3,) + spatial.shape, bool)
+  structure[1] = spatial
+  return structure
