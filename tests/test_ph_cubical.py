@@ -1,0 +1,222 @@
+"""cubical_persistence against cripser (= GUDHI, Z/2): values always, pixels too."""
+
+import cripser
+import hypothesis
+import hypothesis.extra.numpy as hnp
+import hypothesis.strategies as st
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from topojax.ph import cubical_persistence
+
+# Few shapes, shared by all tests: each (shape, options) compiles once.
+SHAPES_2D = [(7, 9), (12, 5)]
+SHAPES_3D = [(4, 5, 6)]
+SHAPES = SHAPES_2D + SHAPES_3D
+
+
+def image(kind, shape, seed):
+  rng = np.random.default_rng(seed)
+  if kind == "noise":
+    x = rng.random(shape)
+  elif kind == "smooth":
+    x = ndimage.gaussian_filter(rng.standard_normal(shape), 1.5)
+  elif kind == "levels":  # many ties and plateaus
+    x = rng.integers(0, 4, shape)
+  elif kind == "binary":
+    x = rng.random(shape) < 0.5
+  elif kind == "plateau":  # large flat regions with a few bumps
+    x = np.round(ndimage.gaussian_filter(rng.standard_normal(shape), 2) * 3)
+  # + 0 turns -0.0 into 0.0: cripser orders -0.0 before 0.0 although they are
+  # equal, which can move a tied pixel (never a value).
+  return np.asarray(x, np.float32) + np.float32(0)
+
+
+def ours(f, **kwargs):
+  """Finite pairs as sorted tuples (dim, birth, death, birth coords, death coords)."""
+  d = cubical_persistence(jnp.asarray(f), **kwargs)
+  assert not bool(d.overflow) and not bool(d.nonfinite)
+  keep = np.asarray(d.finite)
+  rows = []
+  for k, b, dd, bi, di in zip(*(np.asarray(a)[keep] for a in (
+      d.dim, d.birth, d.death, d.birth_index, d.death_index))):
+    rows.append((int(k), float(b), float(dd)) + np.unravel_index(bi, f.shape)
+                + np.unravel_index(di, f.shape))
+  return sorted(rows)
+
+
+def reference(f, construction="V", dims=None, sign=1):
+  """cripser's finite pairs in the same layout (superlevel: cripser on -f)."""
+  rows = cripser.compute_ph(sign * f.astype(np.float64), filtration=construction,
+                            maxdim=f.ndim - 1)
+  rows = rows[np.isfinite(rows[:, 2])]
+  dims = (0, f.ndim - 1) if dims is None else dims
+  k = f.ndim
+  return sorted((int(r[0]), sign * r[1], sign * r[2]) + tuple(int(v) for v in r[3:3 + k])
+                + tuple(int(v) for v in r[6:6 + k]) for r in rows if int(r[0]) in dims)
+
+
+def values_only(rows):
+  return sorted(r[:3] for r in rows)
+
+
+def dim0(rows):
+  return [r for r in rows if r[0] == 0]
+
+
+@pytest.mark.parametrize("construction", ["V", "T"])
+@pytest.mark.parametrize("kind", ["noise", "smooth"])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_distinct_values_match_cripser_exactly(construction, kind, shape):
+  for seed in range(3):
+    f = image(kind, shape, seed)
+    assert ours(f, construction=construction) == reference(f, construction)
+
+
+@pytest.mark.parametrize("construction", ["V", "T"])
+@pytest.mark.parametrize("kind", ["levels", "binary", "plateau"])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_ties_match_cripser_values(construction, kind, shape):
+  for seed in range(3):
+    f = image(kind, shape, seed)
+    mine, theirs = ours(f, construction=construction), reference(f, construction)
+    assert values_only(mine) == values_only(theirs)
+    for row in mine:  # every pixel is critical with the reported value
+      k = len(shape)
+      assert f[row[3:3 + k]] == row[1] and f[row[3 + k:]] == row[2]
+
+
+@pytest.mark.parametrize("kind", ["levels", "binary", "plateau"])
+@pytest.mark.parametrize("shape", SHAPES_2D)
+def test_ties_match_cripser_pixels_2d_v_dim0(kind, shape):
+  for seed in range(3):
+    f = image(kind, shape, seed)
+    assert dim0(ours(f)) == reference(f, dims=(0,))
+
+
+@pytest.mark.parametrize("construction, shape", [("V", (7, 9)), ("T", (4, 5, 6))])
+def test_superlevel_is_sublevel_of_negation(construction, shape):
+  f = image("noise", shape, 0)
+  assert ours(f, construction=construction, filtration="superlevel") == reference(
+      f, construction, sign=-1)
+
+
+@pytest.mark.parametrize("construction", ["V", "T"])
+def test_3d_dimension_one_host_fallback(construction):
+  for kind in ("noise", "levels"):
+    f = image(kind, (4, 5, 6), 1)
+    mine = ours(f, construction=construction, dims=(0, 1, 2))
+    theirs = reference(f, construction, dims=(0, 1, 2))
+    assert values_only(mine) == values_only(theirs)
+    if kind == "noise":
+      assert mine == theirs
+
+
+@hypothesis.settings(max_examples=40, deadline=None)
+@hypothesis.given(
+    f=st.sampled_from(SHAPES).flatmap(lambda shape: hnp.arrays(
+        np.float32, shape, elements=st.sampled_from([0.0, 0.25, 0.5, 1.0, -1.0, 3.0]))),
+    construction=st.sampled_from(["V", "T"]))
+def test_property_values_match_cripser(f, construction):
+  assert values_only(ours(f, construction=construction)) == values_only(
+      reference(f, construction))
+
+
+@hypothesis.settings(max_examples=25, deadline=None)
+@hypothesis.given(f=st.sampled_from(SHAPES_2D).flatmap(lambda shape: hnp.arrays(
+    np.float32, shape, elements=st.integers(0, 2).map(float))))
+def test_property_2d_v_dim0_pixels_match_cripser(f):
+  assert dim0(ours(f)) == reference(f, dims=(0,))
+
+
+def test_essential_class_and_constant_image():
+  f = image("noise", (7, 9), 3)
+  d = cubical_persistence(f)
+  assert bool(d.essential[0]) and int(d.num_pairs) == len(reference(f)) + 1
+  assert int(d.birth_index[0]) == int(np.argmin(f)) and float(d.birth[0]) == f.min()
+  assert np.isposinf(float(d.death[0])) and int(d.death_index[0]) == -1
+  up = cubical_persistence(f, filtration="superlevel")
+  assert float(up.birth[0]) == f.max() and np.isneginf(float(up.death[0]))
+  flat = cubical_persistence(jnp.ones((7, 9)))
+  assert int(flat.num_pairs) == 1 and int(flat.birth_index[0]) == 0
+
+
+def test_worst_case_capacity_checkerboard():
+  for shape, construction in [((7, 9), "V"), ((7, 9), "T"), ((4, 5, 6), "V")]:
+    f = np.indices(shape).sum(0) % 2
+    if construction == "T":  # isolated minima on the even sublattice
+      f = 1 - np.prod(1 - np.indices(shape) % 2, axis=0)
+    f = f.astype(np.float32) + np.random.default_rng(0).random(shape).astype(np.float32) * 0.1
+    d = cubical_persistence(f, construction=construction)
+    assert not bool(d.overflow)
+    assert values_only(ours(f, construction=construction)) == values_only(
+        reference(f, construction))
+
+
+def test_capacity_overflow_is_flagged():
+  f = image("noise", (12, 5), 0)
+  d = cubical_persistence(f, max_pairs=5)
+  assert bool(d.overflow) and d.capacity == 10
+  with pytest.raises(ValueError, match="overflowed"):
+    d.to_numpy()
+  # The kept finite H0 pairs are the first ones in order of death.
+  all_h0 = sorted(r for r in reference(f, dims=(0,)))
+  deaths = sorted(r[2] for r in all_h0)[:4]
+  kept = np.asarray(d.death)[np.asarray(d.finite & (d.dim == 0))]
+  np.testing.assert_allclose(np.sort(kept), deaths)
+
+
+def test_vmap_and_jit_match_single_images():
+  fs = np.stack([image("smooth", (7, 9), s) for s in range(3)])
+  batched = jax.jit(jax.vmap(cubical_persistence))(jnp.asarray(fs))
+  for i, f in enumerate(fs):
+    single = cubical_persistence(f)
+    for name in ("birth", "death", "birth_index", "death_index", "dim", "valid"):
+      np.testing.assert_array_equal(getattr(batched, name)[i], getattr(single, name))
+  nested = jax.vmap(jax.vmap(cubical_persistence))(jnp.asarray(fs).reshape(3, 1, 7, 9))
+  np.testing.assert_array_equal(nested.death[:, 0], batched.death)
+
+
+def test_gradient_is_one_hot_at_critical_pixels():
+  f = jnp.asarray(image("noise", (7, 9), 1))
+
+  def weighted(f):
+    d = cubical_persistence(f)
+    return jnp.sum(jnp.where(d.finite, 2 * d.death - 3 * d.birth, 0))
+
+  grad = jax.grad(weighted)(f)
+  d = cubical_persistence(f)
+  expected = np.zeros(f.size)
+  finite = np.asarray(d.finite)
+  np.add.at(expected, np.asarray(d.death_index)[finite], 2.0)
+  np.add.at(expected, np.asarray(d.birth_index)[finite], -3.0)
+  np.testing.assert_allclose(np.asarray(grad).ravel(), expected)
+
+
+def test_bad_input():
+  with pytest.raises(ValueError, match="NaN or inf"):
+    cubical_persistence(jnp.ones((7, 9)).at[2, 3].set(jnp.nan))
+  flagged = jax.jit(cubical_persistence)(jnp.ones((7, 9)).at[0, 0].set(jnp.inf))
+  assert bool(flagged.nonfinite)
+  assert not bool(jax.jit(cubical_persistence)(jnp.ones((7, 9))).nonfinite)
+  with pytest.raises(ValueError, match="`f` must be one 2D image"):
+    cubical_persistence(jnp.ones((4,)))
+  with pytest.raises(ValueError, match="`filtration`"):
+    cubical_persistence(jnp.ones((4, 4)), filtration="lower")
+  with pytest.raises(ValueError, match="`construction`"):
+    cubical_persistence(jnp.ones((4, 4)), construction="X")
+  with pytest.raises(ValueError, match="`dims`"):
+    cubical_persistence(jnp.ones((4, 4)), dims=(2,))
+  with pytest.raises(ValueError, match="`max_pairs`"):
+    cubical_persistence(jnp.ones((4, 4)), max_pairs=0)
+
+
+def test_integer_and_bool_inputs_are_cast():
+  mask = image("binary", (7, 9), 0) > 0
+  d = cubical_persistence(mask)
+  assert d.birth.dtype == jnp.float32
+  assert values_only(ours(mask.astype(np.float32))) == values_only(
+      reference(mask.astype(np.float32)))
