@@ -220,3 +220,17 @@ def test_integer_and_bool_inputs_are_cast():
   assert d.birth.dtype == jnp.float32
   assert values_only(ours(mask.astype(np.float32))) == values_only(
       reference(mask.astype(np.float32)))
+
+
+@pytest.mark.parametrize("shape", [(1, 9), (9, 1), (1, 1), (3, 1, 5)])
+def test_axes_of_length_one_match_gudhi(shape):
+  # cripser mishandles axes of length 1; GUDHI is the oracle here.
+  import gudhi  # pylint: disable=import-outside-toplevel
+  f = image("noise", shape, 0)
+  for construction in ("V", "T"):
+    cells = {"vertices" if construction == "V" else "top_dimensional_cells": f.astype(np.float64)}
+    pairs = gudhi.CubicalComplex(**cells).persistence(homology_coeff_field=2)
+    expected = sorted((k, b, d) for k, (b, d) in pairs if d > b and k in (0, len(shape) - 1))
+    got = cubical_persistence(f, construction=construction).to_numpy()
+    np.testing.assert_allclose(np.array(sorted(map(tuple, got)), np.float64).reshape(-1, 3),
+                               np.array(expected, np.float64).reshape(-1, 3))

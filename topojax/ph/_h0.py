@@ -150,10 +150,10 @@ def _lightest_edges(values, tie, component, grid: _Grid):
   best_far = jnp.full(values.shape, -1, jnp.int32)
   for rank, sign, offset in _grid.all_offsets(grid.offsets):
     far = grid.shifted(padded_component, offset)
-    value = jnp.where(far != component,
-                      jnp.maximum(values, grid.shifted(padded_values, offset)), inf)
+    crosses = (far != component) & (far >= 0)  # -1: outside the image
+    value = jnp.where(crosses, jnp.maximum(values, grid.shifted(padded_values, offset)), inf)
     anchor_tie = tie if sign > 0 else grid.shifted(padded_tie, offset)
-    slot = rank * n + anchor_tie
+    slot = jnp.where(crosses, rank * n + anchor_tie, _INT_MAX)
     lighter = _grid.lex_less(value, slot, best_value, best_slot)
     best_value = jnp.where(lighter, value, best_value)
     best_slot = jnp.where(lighter, slot, best_slot)
