@@ -28,20 +28,15 @@ with gudhi.
 from __future__ import annotations
 
 import functools
-import itertools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from topojax._src import checks
 from topojax.metrics import _betti_scipy
-from topojax.metrics._masks import as_binary, as_binary_pair
+from topojax.metrics._masks import as_binary, as_binary_pair, check_layout
 from topojax.ph._cubical import cubical_persistence
 from topojax.ph._vectorize import betti_numbers_at
-
-_LAYOUTS = {2: "[B, H, W]", 3: "[B, D, H, W]"}
-
 
 # ---------------------------------------------------------------------------
 # Input checks: shapes and dtypes at trace time, values only when concrete.
@@ -55,22 +50,10 @@ def _as_device_mask(x, name: str, ndim: int) -> jax.Array:
   they are concrete (eager calls), while under `jit` any nonzero value is read
   as foreground.
   """
-  checks.check_ndim(ndim)
   if not isinstance(x, jax.Array):
     return jnp.asarray(as_binary(x, name, ndim))
-  if x.ndim != ndim + 1:
-    raise ValueError(
-        f"`{name}` must have shape {_LAYOUTS[ndim]} ({ndim} spatial axes after a "
-        f"batch axis, which is required: pass `x[None]` for a single image), got "
-        f"shape {x.shape}.")
-  if any(s == 0 for s in x.shape[1:]):
-    raise ValueError(f"`{name}` has an empty spatial axis: shape {x.shape}.")
-  if x.dtype == jnp.bool_:
+  if check_layout(x, name, ndim):
     return x
-  if not (jnp.issubdtype(x.dtype, jnp.integer) or jnp.issubdtype(x.dtype, jnp.floating)):
-    raise ValueError(
-        f"`{name}` must be a binary mask (bool, or integer/floating with values "
-        f"0 and 1), got dtype {x.dtype}.")
   if not isinstance(x, jax.core.Tracer):
     binary = (x == 0) | (x == 1)
     if not bool(jnp.all(binary)):
@@ -94,32 +77,9 @@ def _as_device_pair(pred, gt, ndim: int) -> tuple[jax.Array, jax.Array]:
 # Computation, on validated bool masks `[B, *spatial]`.
 
 
-def _along(x: jax.Array, axis: int, index: slice) -> jax.Array:
-  """`x[..., index, ...]` with `index` applied on `axis`."""
-  return x[(slice(None),) * axis + (index,)]
-
-
 def _euler(mask: jax.Array) -> jax.Array:
-  """`[B]` int32 Euler characteristic of the union of closed foreground cells.
-
-  A cell of the cubical grid is open along the axes in S (one pixel long) and a
-  point along the others; it belongs to the closed foreground iff one of the
-  2^(n-|S|) pixels around it does. χ = Σ_S (−1)^|S| (number of such cells).
-  """
-  ndim = mask.ndim - 1
-  padded = jnp.pad(mask, [(0, 0)] + [(1, 1)] * ndim)
-  spatial = tuple(range(1, ndim + 1))
-  chi = jnp.zeros(mask.shape[:1], jnp.int32)
-  for open_axes in itertools.product((False, True), repeat=ndim):
-    cells = padded
-    for axis, is_open in enumerate(open_axes, start=1):
-      if is_open:  # the cell spans pixel i along this axis
-        cells = _along(cells, axis, slice(1, -1))
-      else:  # the cell sits on the grid line between pixels i - 1 and i
-        cells = (_along(cells, axis, slice(None, -1))
-                 | _along(cells, axis, slice(1, None)))
-    chi = chi + (-1) ** sum(open_axes) * jnp.sum(cells, axis=spatial, dtype=jnp.int32)
-  return chi
+  """`[B]` int32 Euler characteristic of the union of closed foreground cells."""
+  return _betti_scipy.euler_characteristic(mask, xp=jnp)
 
 
 _euler_jit = jax.jit(_euler)

@@ -48,16 +48,18 @@ def _along(x: np.ndarray, axis: int, index: slice) -> np.ndarray:
   return x[(slice(None),) * axis + (index,)]
 
 
-def euler_characteristic(mask: np.ndarray) -> np.ndarray:
+def euler_characteristic(mask, xp=np):
   """`[B]` Euler characteristic of the union of closed foreground cells.
 
   A cell of the cubical grid is open along the axes in S (one pixel long) and a
   point along the others; it belongs to the closed foreground iff one of the
   2^(n-|S|) pixels around it does. χ = Σ_S (−1)^|S| (number of such cells).
+  `xp` is numpy or jax.numpy (the device metric counts the same way).
   """
   ndim = mask.ndim - 1
-  padded = np.pad(mask, [(0, 0)] + [(1, 1)] * ndim)
-  chi = np.zeros(mask.shape[0], np.int64)
+  padded = xp.pad(mask, [(0, 0)] + [(1, 1)] * ndim)
+  spatial = tuple(range(1, ndim + 1))
+  chi = xp.zeros(mask.shape[:1], xp.int32)
   for open_axes in itertools.product((False, True), repeat=ndim):
     cells = padded
     for axis, is_open in enumerate(open_axes, start=1):
@@ -66,7 +68,7 @@ def euler_characteristic(mask: np.ndarray) -> np.ndarray:
       else:  # the cell sits on the grid line between pixels i - 1 and i
         cells = (_along(cells, axis, slice(None, -1))
                  | _along(cells, axis, slice(1, None)))
-    chi += (-1) ** sum(open_axes) * count(cells)
+    chi = chi + (-1) ** sum(open_axes) * xp.sum(cells, axis=spatial, dtype=xp.int32)
   return chi
 
 

@@ -2,12 +2,37 @@
 
 from __future__ import annotations
 
+import jax.numpy as jnp
 import numpy as np
 from scipy import ndimage
 
 from topojax._src import checks
 
 _LAYOUTS = {2: "[B, H, W]", 3: "[B, D, H, W]"}
+
+
+def check_layout(x, name: str, ndim: int) -> bool:
+  """Checks the rank, axes and dtype of a mask batch (numpy or JAX, at trace time).
+
+  Returns:
+    Whether `x` is already bool (its values then need no check).
+  """
+  checks.check_ndim(ndim)
+  if x.ndim != ndim + 1:
+    raise ValueError(
+        f"`{name}` must have shape {_LAYOUTS[ndim]} ({ndim} spatial axes after a "
+        f"batch axis, which is required: pass `x[None]` for a single image), got "
+        f"shape {x.shape}.")
+  if any(s == 0 for s in x.shape[1:]):
+    raise ValueError(f"`{name}` has an empty spatial axis: shape {x.shape}.")
+  if x.dtype == np.bool_:
+    return True
+  # jnp.issubdtype also knows JAX's extra float types (bfloat16).
+  if not (jnp.issubdtype(x.dtype, jnp.integer) or jnp.issubdtype(x.dtype, jnp.floating)):
+    raise ValueError(
+        f"`{name}` must be a binary mask (bool, or integer/floating with values "
+        f"0 and 1), got dtype {x.dtype}.")
+  return False
 
 
 def as_binary(x, name: str, ndim: int) -> np.ndarray:
@@ -22,21 +47,9 @@ def as_binary(x, name: str, ndim: int) -> np.ndarray:
   Returns:
     `x` as a bool numpy array of the same shape.
   """
-  checks.check_ndim(ndim)
   x = np.asarray(x)
-  if x.ndim != ndim + 1:
-    raise ValueError(
-        f"`{name}` must have shape {_LAYOUTS[ndim]} ({ndim} spatial axes after a "
-        f"batch axis, which is required: pass `x[None]` for a single image), got "
-        f"shape {x.shape}.")
-  if any(s == 0 for s in x.shape[1:]):
-    raise ValueError(f"`{name}` has an empty spatial axis: shape {x.shape}.")
-  if x.dtype == np.bool_:
+  if check_layout(x, name, ndim):
     return x
-  if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
-    raise ValueError(
-        f"`{name}` must be a binary mask (bool, or integer/floating with values "
-        f"0 and 1), got dtype {x.dtype}.")
   binary = (x == 0) | (x == 1)
   if not np.all(binary):
     bad = np.unique(x[~binary])[:5].tolist()
