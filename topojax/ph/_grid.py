@@ -17,8 +17,6 @@ Ties are broken by two fixed orders, chosen to reproduce cripser's 2D V output:
 
 from __future__ import annotations
 
-import itertools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -81,12 +79,6 @@ def flat_offset(offset: tuple[int, ...], shape: tuple[int, ...]) -> int:
   return int(np.dot(offset, strides))
 
 
-def shifted(padded: jax.Array, offset: tuple[int, ...]) -> jax.Array:
-  """`x[p + offset]` for every pixel p, from `x` padded by one on every side."""
-  index = tuple(slice(1 + o, 1 + o + n - 2) for o, n in zip(offset, padded.shape))
-  return padded[index]
-
-
 def all_offsets(offsets):
   """Each forward offset with its sign: the 2M directions of incident edges."""
   return [(rank, sign, tuple(sign * o for o in offset))
@@ -97,7 +89,3 @@ def lex_less(value_a, tie_a, value_b, tie_b):
   """`(value_a, tie_a) < (value_b, tie_b)` lexicographically."""
   return (value_a < value_b) | ((value_a == value_b) & (tie_a < tie_b))
 
-
-def neighbourhood(ndim: int) -> list[tuple[int, ...]]:
-  """All nonzero offsets in {-1, 0, 1}^ndim (corner connectivity)."""
-  return [o for o in itertools.product((-1, 0, 1), repeat=ndim) if any(o)]

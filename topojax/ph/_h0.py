@@ -2,11 +2,10 @@
 
 Algorithm (one `jit`, no host callback):
 
-1. **Basins.** Every pixel points to its lowest neighbour (in the pixel order,
-   see `_grid`) when that is lower than itself; pointer jumping gives each
-   pixel its basin minimum. A pixel that is not a regional minimum joins an
-   older component the moment it appears, so H0 of the image is H0 of the
-   basin graph.
+1. **Basins.** Every pixel is attached through the first edge Kruskal would
+   give it (see `_basins`); pointer jumping gives each pixel its basin, which
+   is labelled by its lowest pixel. Those edges never create a pair of
+   positive persistence, so H0 of the image is H0 of the basin graph.
 2. **Minimum spanning forest** of the basin graph by Borůvka: per round, every
    component takes its lightest outgoing edge (per-pixel stencil min, then two
    scatter-mins), hooks onto the other side, mutual hooks are broken, pointer
@@ -19,6 +18,9 @@ Algorithm (one `jit`, no host callback):
 Each merge kills the component with the younger minimum: the pair is
 (that minimum, the pixel of the merging edge with the larger value — the edge's
 anchor on a tie). Pairs of zero persistence are dropped, as cripser does.
+
+The code is written for a batch: B images are one graph on B * N global pixel
+ids, so every loop is shared by the batch (`_cubical` wires this to `vmap`).
 """
 
 from __future__ import annotations
