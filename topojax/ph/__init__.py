@@ -5,7 +5,7 @@ Every routine returns a fixed-capacity `Diagram` pytree and runs under
 """
 
 from topojax.ph._cubical import cubical_persistence
-from topojax.ph._diagram import Diagram
+from topojax.ph._diagram import Diagram, diagram_from_pairs
 from topojax.ph._plot import plot_barcode, plot_diagram
 from topojax.ph._rips import (
     graph_persistence,
@@ -16,7 +16,6 @@ from topojax.ph._rips import (
 from topojax.ph._vectorize import (
     betti_curve,
     betti_numbers_at,
-    diagram_from_pairs,
     persistence_entropy,
     persistence_image,
     persistence_landscape,

@@ -49,18 +49,10 @@ def _finite_block(f, birth_index, death_index, count, capacity, dim) -> Diagram:
 
 def _essential_block(f, index, death_sign) -> Diagram:
   """The one essential class of a box: H0, born at the global extremum."""
-  valid = jnp.ones((1,), bool)
   index = index[None].astype(jnp.int32)
-  return Diagram(
-      birth=gather_values(f, index, valid),
-      death=jnp.full((1,), death_sign * jnp.inf, f.dtype),
-      birth_index=index,
-      death_index=jnp.full((1,), -1, jnp.int32),
-      dim=jnp.zeros((1,), jnp.int32),
-      valid=valid,
-      overflow=jnp.zeros((), bool),
-      nonfinite=jnp.zeros((), bool),
-  )
+  block = _finite_block(f, index, index, 1, 1, 0)
+  return dataclasses.replace(block, death=jnp.full((1,), death_sign * jnp.inf, f.dtype),
+                             death_index=jnp.full((1,), -1, jnp.int32))
 
 
 def _unpad(flat_padded, shape):

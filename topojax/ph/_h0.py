@@ -61,12 +61,6 @@ class _Grid(NamedTuple):
   def size(self) -> int:
     return math.prod(self.shape)
 
-  def image_base(self) -> jax.Array:
-    """`[B, *shape]` global id of each image's pixel 0."""
-    base = jnp.arange(self.batch, dtype=jnp.int32) * self.size
-    return jnp.broadcast_to(base.reshape((-1,) + (1,) * len(self.shape)),
-                            (self.batch,) + self.shape)
-
   def global_ids(self) -> jax.Array:
     return jnp.arange(self.batch * self.size, dtype=jnp.int32).reshape(
         (self.batch,) + self.shape)

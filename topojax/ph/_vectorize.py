@@ -23,7 +23,6 @@ not consulted (a truncated diagram gives the vectorization of its kept pairs).
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 from collections.abc import Callable, Sequence
@@ -33,73 +32,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from topojax._src import checks
-from topojax.ph._diagram import Diagram, empty_diagram
+from topojax.ph._diagram import Diagram
 
 
 # ---------------------------------------------------------------------------
-# Construction helper and argument checks.
-
-
-def diagram_from_pairs(pairs, *, capacity: int | None = None,
-                       dtype=jnp.float32) -> Diagram:
-  r"""Builds an unbatched `Diagram` from `(n, 3)` rows `[dim, birth, death]`.
-
-  The inverse of `Diagram.to_numpy` (up to the slot order): for diagrams that
-  come from elsewhere (GUDHI, cripser, a file) or are written by hand. The
-  pairs fill the first `n` slots, the rest is padding; `birth_index` and
-  `death_index` are -1 since there is no input to index. Runs eagerly (NumPy),
-  not under `jit`.
-
-  Args:
-    pairs: `(n, 3)` array-like of rows `[dim, birth, death]`; `death = ±inf`
-      marks an essential class. `(0, 3)` (or an empty list) gives an empty
-      diagram.
-    capacity: number of slots P >= n (default n).
-    dtype: floating dtype of `birth` and `death`.
-
-  Returns:
-    A `Diagram` with fields of shape `[P]`.
-
-  Examples:
-    >>> import numpy as np
-    >>> from topojax.ph import diagram_from_pairs
-    >>> d = diagram_from_pairs([[0, 0.0, np.inf], [0, 1.0, 3.0], [1, 2.0, 4.0]],
-    ...                        capacity=5)
-    >>> d.capacity, int(d.num_pairs)
-    (5, 3)
-    >>> d.to_numpy().tolist()
-    [[0.0, 0.0, inf], [0.0, 1.0, 3.0], [1.0, 2.0, 4.0]]
-  """
-  if not jnp.issubdtype(dtype, jnp.floating):
-    raise ValueError(f"`dtype` must be a floating dtype, got {dtype}.")
-  rows = np.asarray(pairs, dtype=np.float64)
-  if rows.size == 0:
-    rows = rows.reshape(0, 3)
-  if rows.ndim != 2 or rows.shape[1] != 3:
-    raise ValueError(
-        f"`pairs` must have shape (n, 3) with rows [dim, birth, death], got {rows.shape}.")
-  n = rows.shape[0]
-  capacity = n if capacity is None else checks.check_positive_int(
-      capacity, "capacity", allow_zero=True)
-  if n > capacity:
-    raise ValueError(f"`pairs` has {n} rows, more than `capacity` = {capacity}.")
-  dims = rows[:, 0]
-  if np.any(dims != np.round(dims)) or np.any(dims < 0):
-    raise ValueError("`pairs[:, 0]` (dim) must hold non-negative integers.")
-  if np.any(np.isnan(rows[:, 1:])) or np.any(np.isinf(rows[:, 1])):
-    raise ValueError("`pairs` births must be finite and deaths not NaN.")
-  pad = capacity - n
-
-  def padded(values, fill, dt):
-    return jnp.asarray(np.concatenate([values, np.full(pad, fill)]).astype(dt))
-
-  return dataclasses.replace(
-      empty_diagram(capacity, dtype),
-      birth=padded(rows[:, 1], 0, dtype),
-      death=padded(rows[:, 2], 0, dtype),
-      dim=padded(dims, -1, np.int32),
-      valid=padded(np.ones(n, bool), False, bool),
-  )
+# Argument checks.
 
 
 def _check_diagram(diagram) -> None:
