@@ -3,17 +3,21 @@
 Algorithm (one `jit`, no host callback):
 
 1. **Basins.** Every pixel is attached through the first edge Kruskal would
-   give it (see `_basins`); pointer jumping gives each pixel its basin, which
-   is labelled by its lowest pixel. Those edges never create a pair of
-   positive persistence, so H0 of the image is H0 of the basin graph.
-2. **Minimum spanning forest** of the basin graph by Borůvka: per round, every
-   component takes its lightest outgoing edge (per-pixel stencil min, then two
-   scatter-mins), hooks onto the other side, mutual hooks are broken, pointer
-   jumping relabels. O(log #basins) rounds.
-3. **Elder rule** on the forest's edges in increasing order: a sequential
-   union-find over #basins - 1 edges (`lax.top_k` hands them out in chunks).
-   This is the one sequential step; it is short because basins are few
-   (≈ 1.5 % of the pixels of a smoothed image, 20 % of i.i.d. noise).
+   give it (see `_attachment_roots`); pointer jumping gives each pixel its
+   basin. Those edges never create a pair of positive persistence, so H0 of
+   the image is H0 of the basin graph.
+2. **Candidate edges.** Of the grid edges between two basins only the lightest
+   per pair of basins can be in the minimum spanning forest; a stencil drops
+   every edge that a lighter nearby edge between the same two basins rules out
+   (`_candidate_edges`). What is left (≈ 2-5 % of the edges of a smoothed
+   image) is compacted into a short edge list, and basins get compact ids.
+3. **Minimum spanning forest** of the basin graph by Borůvka on that list: per
+   round every component takes its lightest edge (two scatter-mins), hooks onto
+   the other side, mutual hooks are broken, pointer jumping relabels.
+4. **Elder rule** on the forest's edges sorted by (image, value, tie slot): a
+   sequential union-find over #basins - 1 edges, the images in lockstep. This
+   is the one sequential step; it is short because basins are few (≈ 1.5 % of
+   the pixels of a smoothed image, 20 % of i.i.d. noise).
 
 Each merge kills the component with the younger minimum: the pair is
 (that minimum, the pixel of the merging edge with the larger value — the edge's
@@ -21,10 +25,13 @@ anchor on a tie). Pairs of zero persistence are dropped, as cripser does.
 
 The code is written for a batch: B images are one graph on B * N global pixel
 ids, so every loop is shared by the batch (`_cubical` wires this to `vmap`).
+Steps 2-4 work on fixed-capacity compact arrays: a small capacity that fits
+smoothed images, and the worst-case one for anything else (`lax.switch`).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
@@ -35,8 +42,15 @@ from jax import lax
 from topojax.ph import _grid
 
 _INT_MAX = jnp.iinfo(jnp.int32).max
+# Edges within this distance can rule each other out (`_rivals`); pads are this wide.
+_REACH = 2
+# The small capacity, as fractions of an image's pixels: basins and candidate edges.
+_SMALL_BASINS = 1 / 16
+_SMALL_EDGES = 1 / 8
 # Forest edges handed to the sequential union-find per `top_k` call.
 _CHUNK = 1024
+# Below this many pixels per batch one (worst-case) capacity is cheap enough.
+_MIN_PIXELS_FOR_TIERS = 1 << 14
 
 
 class H0Pairs(NamedTuple):
@@ -66,20 +80,18 @@ class _Grid(NamedTuple):
         (self.batch,) + self.shape)
 
   def pad(self, x: jax.Array, value) -> jax.Array:
-    """Pads the spatial axes by one."""
-    return jnp.pad(x, [(0, 0)] + [(1, 1)] * len(self.shape), constant_values=value)
+    """Pads the spatial axes by `_REACH`."""
+    return jnp.pad(x, [(0, 0)] + [(_REACH, _REACH)] * len(self.shape),
+                   constant_values=value)
 
   def shifted(self, padded: jax.Array, offset) -> jax.Array:
     """`x[:, p + offset]` for every pixel p, from `x` padded by `pad`."""
     return padded[(slice(None),) + tuple(
-        slice(1 + o, 1 + o + n) for o, n in zip(offset, self.shape))]
+        slice(_REACH + o, _REACH + o + n) for o, n in zip(offset, self.shape))]
 
-  def edge_ends(self, slot: jax.Array, base: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Global ids of the anchor and far end of the edge in tie slot `slot` of image `base`."""
-    rank, fortran = slot // self.size, slot % self.size
-    anchor = base + _grid.fortran_to_flat(fortran, self.shape)
-    deltas = jnp.array([_grid.flat_offset(o, self.shape) for o in self.offsets], jnp.int32)
-    return anchor, anchor + deltas[rank]
+  def deltas(self) -> jax.Array:
+    """`[M]` the flat index step of each forward edge type."""
+    return jnp.array([_grid.flat_offset(o, self.shape) for o in self.offsets], jnp.int32)
 
 
 def _pointer_jump(pointer: jax.Array) -> jax.Array:
@@ -91,25 +103,16 @@ def _pointer_jump(pointer: jax.Array) -> jax.Array:
   return lax.while_loop(lambda s: s[1], body, (pointer, jnp.array(True)))[0]
 
 
-def _lowest(values, tie, root, grid: _Grid) -> jax.Array:
-  """`[B * N]` for each id, the lowest (value, tie) pixel among those with that root."""
-  total = grid.batch * grid.size
-  lowest = jnp.full((total,), jnp.inf, values.dtype).at[root].min(values)
-  lowest_tie = jnp.full((total,), _INT_MAX, jnp.int32).at[root].min(
-      jnp.where(values == lowest[root], tie, _INT_MAX))
-  image = root // grid.size
-  return image * grid.size + _grid.fortran_to_flat(lowest_tie, grid.shape)
-
-
-def _basins(values, tie, grid: _Grid) -> jax.Array:
-  """`[B * N]` each pixel's basin, labelled by the basin's lowest pixel (global id).
+def _attachment_roots(values, tie, grid: _Grid) -> jax.Array:
+  """`[B * N]` each pixel's basin, named by the root of its attachment tree.
 
   A pixel is attached through the first edge Kruskal would give it: its
   incident edge of value `values[p]` (neighbour not higher) with the smallest
   tie slot. That edge joins a singleton to a component no younger, so it never
   creates a pair of positive persistence and can be contracted up front. The
   attachment forest has only 2-cycles (two equal pixels choosing their common
-  edge); the lower of the two becomes the root.
+  edge); the lower of the two becomes the root, which has the basin's lowest
+  value (not always its lowest tie).
   """
   n = grid.size
   padded_values = grid.pad(values, jnp.array(jnp.inf, values.dtype))
@@ -126,141 +129,279 @@ def _basins(values, tie, grid: _Grid) -> jax.Array:
     attach = jnp.where(earlier, ids + _grid.flat_offset(offset, grid.shape), attach)
   attach, ids, flat_tie = attach.reshape(-1), ids.reshape(-1), tie.reshape(-1)
   mutual = (attach[attach] == ids) & (flat_tie < flat_tie[attach])
-  root = _pointer_jump(jnp.where(mutual, ids, attach))
-  return _lowest(values.reshape(-1), flat_tie, root, grid)[root]
+  return _pointer_jump(jnp.where(mutual, ids, attach))
 
 
-def _lightest_edges(values, tie, component, grid: _Grid):
-  """Per pixel, its lightest edge to another component, `[B * N]` each.
+@functools.lru_cache(maxsize=None)
+def _rivals(offsets: tuple[tuple[int, ...], ...]) -> tuple[tuple[tuple[tuple[int, ...], int], ...], ...]:
+  """Per edge type r, the (anchor shift, type) of the edges checked against it.
 
-  Returns `(value, slot, far_component)`: `(inf, INT_MAX, -1)` where there is none.
+  Any edge joining the same two basins as a lighter one is not in the minimum
+  spanning forest, so each candidate is compared with the edges sharing one of
+  its pixels and, with face connectivity, with its parallel neighbours (which
+  catch straight basin boundaries). 26-connectivity has too many (13 types):
+  there only the edges sharing the anchor pixel are compared.
   """
-  inf = jnp.array(jnp.inf, values.dtype)
+  ndim = len(offsets[0])
+  zero = (0,) * ndim
+  rivals = []
+  for rank, offset in enumerate(offsets):
+    shifts = set()
+    for other_rank, other in enumerate(offsets):
+      back = tuple(-a for a in other)
+      starts = [zero, back]
+      if len(offsets) <= 4:  # also the edges at the far pixel
+        starts += [offset, tuple(a - b for a, b in zip(offset, other))]
+      shifts.update((start, other_rank) for start in starts)
+    if sum(map(abs, offset)) == 1:  # face connectivity: parallel neighbours
+      for axis in range(ndim):
+        if offset[axis] == 0:
+          for sign in (1, -1):
+            shifts.add((tuple(sign * (i == axis) for i in range(ndim)), rank))
+    shifts.discard((zero, rank))
+    rivals.append(tuple(sorted(shifts)))
+  return tuple(rivals)
+
+
+def _candidate_edges(values, tie, root, grid: _Grid) -> jax.Array:
+  """`[B, M, *shape]` the grid edges that may be in the basin graph's spanning forest.
+
+  Edge `(b, r, p)` joins pixel p and `p + offsets[r]`; it is kept when it joins
+  two basins and no rival (`_rivals`) between the same two basins is lighter in
+  the (value, tie slot) order.
+  """
   n = grid.size
+  inf = jnp.array(jnp.inf, values.dtype)
+  basin = root.reshape(values.shape)
   padded_values = grid.pad(values, inf)
-  padded_tie = grid.pad(tie, 0)
-  component = component.reshape(values.shape)
-  padded_component = grid.pad(component, -1)
-  best_value = jnp.full(values.shape, inf)
-  best_slot = jnp.full(values.shape, _INT_MAX, jnp.int32)
-  best_far = jnp.full(values.shape, -1, jnp.int32)
-  for rank, sign, offset in _grid.all_offsets(grid.offsets):
-    far = grid.shifted(padded_component, offset)
-    crosses = (far != component) & (far >= 0)  # -1: outside the image
+  padded_basin = grid.pad(basin, -1)
+  edges = []
+  for rank, offset in enumerate(grid.offsets):
+    far = grid.shifted(padded_basin, offset)
+    crosses = (far != basin) & (far >= 0)  # -1: outside the image
     value = jnp.where(crosses, jnp.maximum(values, grid.shifted(padded_values, offset)), inf)
-    anchor_tie = tie if sign > 0 else grid.shifted(padded_tie, offset)
-    slot = jnp.where(crosses, rank * n + anchor_tie, _INT_MAX)
-    lighter = _grid.lex_less(value, slot, best_value, best_slot)
-    best_value = jnp.where(lighter, value, best_value)
-    best_slot = jnp.where(lighter, slot, best_slot)
-    best_far = jnp.where(lighter, far, best_far)
-  return best_value.reshape(-1), best_slot.reshape(-1), best_far.reshape(-1)
+    low = jnp.where(crosses, jnp.minimum(basin, far), -2)
+    high = jnp.where(crosses, jnp.maximum(basin, far), -2)
+    edges.append((crosses, value, rank * n + tie, low, high))
+  padded = [(grid.pad(value, inf), grid.pad(slot, 0), grid.pad(low, -2), grid.pad(high, -2))
+            for _, value, slot, low, high in edges]
+  keep = []
+  for (crosses, value, slot, low, high), rivals in zip(edges, _rivals(grid.offsets)):
+    ruled_out = jnp.zeros(values.shape, bool)
+    for shift, other in rivals:
+      other_value, other_slot, other_low, other_high = (
+          grid.shifted(a, shift) for a in padded[other])
+      ruled_out |= ((other_low == low) & (other_high == high)
+                    & _grid.lex_less(other_value, other_slot, value, slot))
+    keep.append(crosses & ~ruled_out)
+  return jnp.stack(keep, axis=1)
 
 
-def _spanning_forest(values, tie, basin, grid: _Grid) -> jax.Array:
-  """Borůvka over the basin graph.
+class _Packed(NamedTuple):
+  """A `[B, L]` mask packed 32 entries to a word, with per-row running counts."""
+  words: jax.Array  # [B, W] uint32, entry i of a row is bit i % 32 of word i // 32
+  before: jax.Array  # [B, W] int32, set entries of the row in earlier words
 
-  Returns:
-    `[B, M * N]` keys by edge tie slot: `-value` for the forest's edges and
-    `-inf` elsewhere (so `top_k` yields forest edges in increasing order).
+
+def _pack(mask: jax.Array) -> _Packed:
+  num_words = -(-mask.shape[1] // 32)
+  bits = jnp.pad(mask, ((0, 0), (0, num_words * 32 - mask.shape[1])))
+  bits = bits.reshape(mask.shape[0], num_words, 32).astype(jnp.uint32)
+  words = jnp.sum(bits << jnp.arange(32, dtype=jnp.uint32)[None, None, :], axis=2, dtype=jnp.uint32)
+  counts = lax.population_count(words).astype(jnp.int32)
+  return _Packed(words, jnp.cumsum(counts, axis=1) - counts)
+
+
+def _rank_in_row(packed: _Packed, index: jax.Array) -> jax.Array:
+  """`[B, K]` per row, how many set entries come before entry `index` `[B, K]`."""
+  word = jnp.take_along_axis(packed.words, index // 32, axis=1)
+  below = (jnp.uint32(1) << (index % 32).astype(jnp.uint32)) - jnp.uint32(1)
+  return (jnp.take_along_axis(packed.before, index // 32, axis=1)
+          + lax.population_count(word & below).astype(jnp.int32))
+
+
+def _compact(packed: _Packed, capacity: int) -> jax.Array:
+  """`[B, capacity]` per row the indices of its set entries, in order; -1 past them.
+
+  Sort-free stream compaction: a binary search over the per-word running
+  counts finds the word of the k-th set entry, a popcount bisection its bit.
   """
-  n = grid.size
-  total = grid.batch * n
-  ids = jnp.arange(total, dtype=jnp.int32)
-  inf = jnp.array(jnp.inf, values.dtype)
-
-  def round_(state):
-    component, edge_value, edge_slot, _ = state
-    pixel_value, pixel_slot, pixel_far = _lightest_edges(values, tie, component, grid)
-    best_value = jnp.full((total,), inf).at[component].min(pixel_value)
-    on_best = pixel_value == best_value[component]
-    best_slot = jnp.full((total,), _INT_MAX, jnp.int32).at[component].min(
-        jnp.where(on_best, pixel_slot, _INT_MAX))
-    # Exactly one pixel of a component holds its lightest edge: it names the target.
-    holds = on_best & (pixel_slot == best_slot[component]) & (pixel_slot < _INT_MAX)
-    hook = ids.at[jnp.where(holds, component, total)].set(pixel_far, mode="drop")
-    # Two components that chose each other chose the same edge: the smaller id stays root.
-    mutual = (hook[hook] == ids) & (ids < hook)
-    hook = jnp.where(mutual, ids, hook)
-    child = hook != ids
-    # A component hooks at most once, so its id can hold its forest edge.
-    edge_value = jnp.where(child, best_value, edge_value)
-    edge_slot = jnp.where(child, best_slot, edge_slot)
-    return _pointer_jump(hook)[component], edge_value, edge_slot, jnp.any(child)
-
-  state = (basin, jnp.full((total,), inf), jnp.zeros((total,), jnp.int32), jnp.array(True))
-  _, edge_value, edge_slot, _ = lax.while_loop(lambda s: s[3], round_, state)
-  num_slots = len(grid.offsets) * n
-  target = jnp.where(edge_value < inf, ids // n * num_slots + edge_slot,
-                     grid.batch * num_slots)
-  forest = jnp.full((grid.batch * num_slots,), -inf).at[target].set(-edge_value, mode="drop")
-  return forest.reshape(grid.batch, num_slots)
+  k = jnp.arange(capacity, dtype=jnp.int32)
+  word_index = jax.vmap(lambda before: jnp.searchsorted(before, k, side="right"))(
+      packed.before) - 1
+  k = k[None, :]
+  word = jnp.take_along_axis(packed.words, word_index, axis=1)
+  rank = k - jnp.take_along_axis(packed.before, word_index, axis=1)
+  bit = jnp.zeros_like(rank)
+  for width in (16, 8, 4, 2, 1):
+    low = lax.population_count(
+        (word >> bit.astype(jnp.uint32)) & jnp.uint32((1 << width) - 1)).astype(jnp.int32)
+    higher = rank >= low
+    rank = jnp.where(higher, rank - low, rank)
+    bit = jnp.where(higher, bit + width, bit)
+  total = packed.before[:, -1:] + lax.population_count(packed.words[:, -1:]).astype(jnp.int32)
+  return jnp.where(k < total, word_index * 32 + bit, -1)
 
 
 def _find(parent: jax.Array, x: jax.Array) -> jax.Array:
   """Union-find roots of the ids `x` (no writes: the carried state stays small)."""
-  def body(x):
-    return parent[x]
-  return lax.while_loop(lambda x: jnp.any(parent[x] != x), body, x)
+  return lax.while_loop(lambda x: jnp.any(parent[x] != x), lambda x: parent[x], x)
 
 
-def _elder_rule(values, tie, basin, forest, grid: _Grid, capacity: int):
-  """Sequential union-find over each image's forest edges, in increasing order.
+def _boruvka(u, v, value, slot, num_nodes: int) -> jax.Array:
+  """Minimum spanning forest of the multigraph with edges `(u[e], v[e])`.
 
-  The B images advance in lockstep, one edge each per step. Union by rank
-  keeps trees shallow; `oldest[root]` is the component's minimum.
+  Edges are ordered by (value, slot), distinct within a component; `value` is
+  `inf` for padding. Returns `[num_nodes]` per node the index of the edge with
+  which its component hooked onto another (-1 for the final roots): those are
+  the forest's edges, each once.
   """
-  n = grid.size
-  total = grid.batch * n
-  flat_values = values.reshape(-1)
-  flat_tie = tie.reshape(-1)
-  chunk = min(_CHUNK, forest.shape[1])
-  base = jnp.arange(grid.batch, dtype=jnp.int32) * n
-  lanes = jnp.arange(grid.batch, dtype=jnp.int32)
+  ids = jnp.arange(num_nodes, dtype=jnp.int32)
+  edge_ids = jnp.arange(u.shape[0], dtype=jnp.int32)
+  inf = jnp.array(jnp.inf, value.dtype)
+
+  def round_(state):
+    component, forest_edge, _ = state
+    cu, cv = component[u], component[v]
+    active = (cu != cv) & (value < inf)
+    candidate = jnp.where(active, value, inf)
+    best_value = jnp.full((num_nodes,), inf).at[cu].min(candidate).at[cv].min(candidate)
+    on_u = active & (value == best_value[cu])
+    on_v = active & (value == best_value[cv])
+    best_slot = (jnp.full((num_nodes,), _INT_MAX, jnp.int32)
+                 .at[cu].min(jnp.where(on_u, slot, _INT_MAX))
+                 .at[cv].min(jnp.where(on_v, slot, _INT_MAX)))
+    # Keys are distinct, so each component's lightest edge is one list entry.
+    wins_u = on_u & (slot == best_slot[cu])
+    wins_v = on_v & (slot == best_slot[cv])
+    at_u = jnp.where(wins_u, cu, num_nodes)
+    at_v = jnp.where(wins_v, cv, num_nodes)
+    hook = ids.at[at_u].set(cv, mode="drop").at[at_v].set(cu, mode="drop")
+    chosen = (jnp.full((num_nodes,), -1, jnp.int32)
+              .at[at_u].set(edge_ids, mode="drop").at[at_v].set(edge_ids, mode="drop"))
+    # Two components that chose each other chose the same edge: the smaller id stays root.
+    mutual = (hook[hook] == ids) & (ids < hook)
+    hook = jnp.where(mutual, ids, hook)
+    child = hook != ids
+    # A component hooks once and is then absorbed, so its id can hold its edge.
+    forest_edge = jnp.where(child, chosen, forest_edge)
+    return _pointer_jump(hook)[component], forest_edge, jnp.any(child)
+
+  state = (ids, jnp.full((num_nodes,), -1, jnp.int32), jnp.array(True))
+  return lax.while_loop(lambda s: s[2], round_, state)[1]
+
+
+def _reduced_h0(values, tie, root, keep, *, grid: _Grid, basin_cap: int, edge_cap: int,
+                capacity: int):
+  """Steps 2-4 on compact arrays: per image `basin_cap` basins, `edge_cap` candidate edges.
+
+  The caller guarantees both capacities hold every image's basins and candidates.
+  Global basin id `b * basin_cap + i` is basin i of image b (in pixel order).
+  Returns `[B, capacity]` births, deaths (flat pixel indices) and `[B]` counts.
+  """
+  batch, n = grid.batch, grid.size
+  flat_values, flat_tie = values.reshape(-1), tie.reshape(-1)
+  lanes = jnp.arange(batch, dtype=jnp.int32)
+
+  # Compact basin ids, in image order, and each basin's lowest pixel. The root
+  # has the basin's minimum value, so only pixels on that floor can be lowest.
+  pixel_ids = grid.global_ids().reshape(batch, n)
+  roots = _pack(root.reshape(batch, n) == pixel_ids)
+  basin_root = lanes[:, None] * n + jnp.maximum(_compact(roots, basin_cap), 0)
+  root_image = root.reshape(batch, n) // n
+  basin_of = (root_image * basin_cap
+              + _rank_in_row(roots, root.reshape(batch, n) % n)).reshape(-1)
+  on_floor = flat_values == flat_values[root]
+  lowest_tie = jnp.full((batch * basin_cap,), _INT_MAX, jnp.int32).at[
+      jnp.where(on_floor, basin_of, batch * basin_cap)].min(flat_tie, mode="drop")
+  lowest = (basin_root // n * n).reshape(-1) + _grid.fortran_to_flat(lowest_tie, grid.shape)
+
+  def edge_ends(rank, pixel):
+    """Global ids of the anchor and far pixel of the edges of type `rank` at `pixel`."""
+    anchor = lanes[:, None] * n + pixel
+    return anchor, anchor + grid.deltas()[rank]
+
+  # Candidate edges, entry (r, p) of row b being the edge of type r at pixel p.
+  entry = _compact(_pack(keep.reshape(batch, -1)), edge_cap)
+  is_edge = entry >= 0
+  entry = jnp.maximum(entry, 0)
+  anchor, far = edge_ends(entry // n, entry % n)
+  far = jnp.where(is_edge, far, anchor)
+  value = jnp.where(is_edge, jnp.maximum(flat_values[anchor], flat_values[far]), jnp.inf)
+  slot = entry // n * n + flat_tie[anchor]
+  forest_edge = _boruvka(basin_of[anchor].reshape(-1), basin_of[far].reshape(-1),
+                         value.reshape(-1), slot.reshape(-1), batch * basin_cap)
+
+  # Each image's forest edges (they hang off its basins) by tie slot, then
+  # `top_k` of -value hands them out in increasing (value, slot) order: ties go
+  # to the lower index, which is the lower slot.
+  in_forest = forest_edge >= 0
+  forest_slot = jnp.sort(jnp.where(in_forest, slot.reshape(-1)[jnp.maximum(forest_edge, 0)],
+                                   _INT_MAX).reshape(batch, basin_cap), axis=1)
+  in_forest = forest_slot < _INT_MAX
+  forest_slot = jnp.where(in_forest, forest_slot, 0)
+  anchor, far = edge_ends(forest_slot // n,
+                          _grid.fortran_to_flat(forest_slot % n, grid.shape))
+  anchor_value, far_value = flat_values[anchor], flat_values[far]
+  value = jnp.maximum(anchor_value, far_value)
+  keys = jnp.where(in_forest, -value, -jnp.inf)
+  value, u, v = value.reshape(-1), basin_of[anchor].reshape(-1), basin_of[far].reshape(-1)
+  death_pixel = jnp.where(far_value > anchor_value, far, anchor).reshape(-1)
+  chunk = min(_CHUNK, basin_cap)
+  edge_base = lanes * basin_cap
+  value_lowest, tie_lowest = flat_values[lowest], flat_tie[lowest]
 
   def merge(j, state):
-    keys, slots, parent, rank, oldest, births, deaths, count = state
-    is_edge = keys[:, j] > -jnp.inf
-    anchor, far = grid.edge_ends(slots[:, j], base)
-    root_a = _find(parent, basin[anchor])
-    root_f = _find(parent, basin[far])
-    old_a, old_f = oldest[root_a], oldest[root_f]
-    a_older = _grid.lex_less(flat_values[old_a], flat_tie[old_a],
-                             flat_values[old_f], flat_tie[old_f])
-    young = jnp.where(a_older, old_f, old_a)
-    survivor = jnp.where(a_older, old_a, old_f)
+    chunk_keys, chunk_edges, parent, rank_, oldest, births, deaths, count = state
+    live = chunk_keys[:, j] > -jnp.inf
+    edge = edge_base + chunk_edges[:, j]
+    root_u, root_v = _find(parent, u[edge]), _find(parent, v[edge])
+    old_u, old_v = oldest[root_u], oldest[root_v]
+    u_older = _grid.lex_less(value_lowest[old_u], tie_lowest[old_u],
+                             value_lowest[old_v], tie_lowest[old_v])
+    young = jnp.where(u_older, old_v, old_u)
+    survivor = jnp.where(u_older, old_u, old_v)
     # Union by rank; the new root remembers the older minimum.
-    a_on_top = rank[root_a] >= rank[root_f]
-    top = jnp.where(a_on_top, root_a, root_f)
-    below = jnp.where(a_on_top, root_f, root_a)
-    drop = jnp.where(is_edge, 0, total)
+    u_on_top = rank_[root_u] >= rank_[root_v]
+    top = jnp.where(u_on_top, root_u, root_v)
+    below = jnp.where(u_on_top, root_v, root_u)
+    drop = jnp.where(live, 0, batch * basin_cap)
     parent = parent.at[below + drop].set(top, mode="drop")
-    rank = rank.at[top + drop].add((rank[root_a] == rank[root_f]).astype(jnp.int32), mode="drop")
+    rank_ = rank_.at[top + drop].add((rank_[root_u] == rank_[root_v]).astype(jnp.int32),
+                                     mode="drop")
     oldest = oldest.at[top + drop].set(survivor, mode="drop")
-    death = jnp.where(flat_values[far] > flat_values[anchor], far, anchor)
-    positive = is_edge & (flat_values[young] < -keys[:, j])
-    slot = jnp.where(positive & (count < capacity), lanes * capacity + count,
-                     grid.batch * capacity)
-    births = births.at[slot].set(young - base, mode="drop")
-    deaths = deaths.at[slot].set(death - base, mode="drop")
-    return (keys, slots, parent, rank, oldest, births, deaths,
+    positive = live & (value_lowest[young] < value[edge])
+    out = jnp.where(positive & (count < capacity), lanes * capacity + count, batch * capacity)
+    births = births.at[out].set(lowest[young] - lanes * n, mode="drop")
+    deaths = deaths.at[out].set(death_pixel[edge] - lanes * n, mode="drop")
+    return (chunk_keys, chunk_edges, parent, rank_, oldest, births, deaths,
             count + positive.astype(jnp.int32))
 
   def next_chunk(state):
-    forest, parent, rank, oldest, births, deaths, count = state
-    keys, slots = lax.top_k(forest, chunk)
-    state = (keys, slots, parent, rank, oldest, births, deaths, count)
-    _, _, parent, rank, oldest, births, deaths, count = lax.fori_loop(0, chunk, merge, state)
-    forest = jnp.put_along_axis(forest, slots, -jnp.inf, axis=1, inplace=False)
-    return forest, parent, rank, oldest, births, deaths, count
+    keys, parent, rank_, oldest, births, deaths, count = state
+    chunk_keys, chunk_edges = lax.top_k(keys, chunk)
+    steps = jnp.max(jnp.sum(chunk_keys > -jnp.inf, axis=1))
+    state = (chunk_keys, chunk_edges, parent, rank_, oldest, births, deaths, count)
+    _, _, parent, rank_, oldest, births, deaths, count = lax.fori_loop(0, steps, merge, state)
+    keys = jnp.put_along_axis(keys, chunk_edges, -jnp.inf, axis=1, inplace=False)
+    return keys, parent, rank_, oldest, births, deaths, count
 
-  ids = jnp.arange(total, dtype=jnp.int32)
-  empty = jnp.full((grid.batch * capacity,), -1, jnp.int32)
-  state = (forest, ids, jnp.zeros((total,), jnp.int32), ids, empty, empty,
-           jnp.zeros((grid.batch,), jnp.int32))
-  _, _, _, _, births, deaths, count = lax.while_loop(
+  basins = jnp.arange(batch * basin_cap, dtype=jnp.int32)
+  empty = jnp.full((batch * capacity,), -1, jnp.int32)
+  state = (keys, basins, jnp.zeros_like(basins), basins, empty, empty,
+           jnp.zeros((batch,), jnp.int32))
+  *_, births, deaths, count = lax.while_loop(
       lambda s: jnp.any(s[0] > -jnp.inf), next_chunk, state)
-  return (births.reshape(grid.batch, capacity), deaths.reshape(grid.batch, capacity), count)
+  return births.reshape(batch, capacity), deaths.reshape(batch, capacity), count
+
+
+def _capacity_tiers(grid: _Grid) -> list[tuple[int, int]]:
+  """Per-image (basin, edge) capacities to try in turn; the last holds any input."""
+  n = grid.size
+  worst = [(n, n * len(grid.offsets))]
+  if grid.batch * n < _MIN_PIXELS_FOR_TIERS:
+    return worst
+  return [(math.ceil(n * _SMALL_BASINS), math.ceil(n * _SMALL_EDGES))] + worst
 
 
 def _global_minimum(values, tie, grid: _Grid) -> jax.Array:
@@ -285,7 +426,20 @@ def grid_h0(values: jax.Array, construction: str, capacity: int) -> H0Pairs:
   shape = values.shape[1:]
   grid = _Grid(values.shape[0], shape, _grid.edge_offsets(len(shape), construction))
   tie = jnp.broadcast_to(_grid.fortran_index(shape), values.shape)
-  basin = _basins(values, tie, grid)
-  forest = _spanning_forest(values, tie, basin, grid)
-  births, deaths, count = _elder_rule(values, tie, basin, forest, grid, capacity)
+  root = _attachment_roots(values, tie, grid)
+  keep = _candidate_edges(values, tie, root, grid)
+  tiers = _capacity_tiers(grid)
+  branches = [functools.partial(_reduced_h0, grid=grid, basin_cap=basin_cap,
+                                edge_cap=edge_cap, capacity=capacity)
+              for basin_cap, edge_cap in tiers]
+  if len(branches) == 1:
+    births, deaths, count = branches[0](values, tie, root, keep)
+  else:
+    ids = grid.global_ids().reshape(grid.batch, -1)
+    num_basins = jnp.max(jnp.sum(root.reshape(grid.batch, -1) == ids, axis=1))
+    num_edges = jnp.max(jnp.sum(keep.reshape(grid.batch, -1), axis=1))
+    too_small = [(num_basins > b) | (num_edges > e) for b, e in tiers[:-1]]
+    # Tiers grow, so the first that fits is the number of those too small.
+    tier = sum(t.astype(jnp.int32) for t in too_small)
+    births, deaths, count = lax.switch(tier, branches, values, tie, root, keep)
   return H0Pairs(births, deaths, count, _global_minimum(values, tie, grid))
