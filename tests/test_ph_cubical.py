@@ -234,3 +234,55 @@ def test_axes_of_length_one_match_gudhi(shape):
     got = cubical_persistence(f, construction=construction).to_numpy()
     np.testing.assert_allclose(np.array(sorted(map(tuple, got)), np.float64).reshape(-1, 3),
                                np.array(expected, np.float64).reshape(-1, 3))
+
+
+def smooth_map(shape, seed, sigma=2.0):
+  """A probability-like map: smoothed noise through a sigmoid (plateaus at 0 and 1)."""
+  z = ndimage.gaussian_filter(np.random.default_rng(seed).standard_normal(shape), sigma)
+  return (1 / (1 + np.exp(-3 * (z - z.mean()) / z.std()))).astype(np.float32)
+
+
+@pytest.mark.parametrize("construction", ["V", "T"])
+@pytest.mark.parametrize("shape", [(72, 64), (16, 16, 16)])
+def test_batches_large_enough_for_compact_capacities_match_cripser(construction, shape):
+  # Batches of >= 2^14 pixels first try small compact capacities (see
+  # topojax/ph/_h0.py): smoothed maps fit the smallest, i.i.d. noise the next,
+  # and a batch with a noise image moves every image to the larger one.
+  smooth = [smooth_map(shape, seed) for seed in range(4)]
+  noise = [image("noise", shape, seed) for seed in range(4)]
+  levels = [image("levels", shape, seed) for seed in range(4)]
+  batched = jax.jit(jax.vmap(lambda f: cubical_persistence(f, construction=construction)))
+  for batch, exact_pixels in [(smooth, True), (noise, True), (smooth[:3] + noise[:1], True),
+                              (levels, False)]:
+    d = batched(jnp.asarray(np.stack(batch)))
+    assert not np.any(np.asarray(d.overflow))
+    for i, f in enumerate(batch):
+      got = ours_from(jax.tree.map(lambda a: a[i], d), f.shape)
+      want = reference(f, construction)
+      assert (got if exact_pixels else values_only(got)) == (
+          want if exact_pixels else values_only(want))
+
+
+def ours_from(d, shape):
+  """`ours` for an already computed diagram."""
+  keep = np.asarray(d.finite)
+  return sorted((int(k), float(b), float(dd)) + np.unravel_index(bi, shape)
+                + np.unravel_index(di, shape)
+                for k, b, dd, bi, di in zip(*(np.asarray(a)[keep] for a in (
+                    d.dim, d.birth, d.death, d.birth_index, d.death_index))))
+
+
+@hypothesis.settings(max_examples=30, deadline=None)
+@hypothesis.given(mask=hnp.arrays(bool, (3, 97)))
+def test_stream_compaction_equals_nonzero(mask):
+  got = np.asarray(_compact(jnp.asarray(mask)))
+  for row, out in zip(mask, got):
+    want = np.nonzero(row)[0]
+    np.testing.assert_array_equal(out[:len(want)], want)
+    assert np.all(out[len(want):] == -1)
+
+
+@jax.jit
+def _compact(mask):
+  from topojax.ph import _h0  # pylint: disable=import-outside-toplevel
+  return _h0._compact(_h0._pack(mask), 100)  # capacity past the row length

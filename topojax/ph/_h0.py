@@ -44,9 +44,9 @@ from topojax.ph import _grid
 _INT_MAX = jnp.iinfo(jnp.int32).max
 # Edges within this distance can rule each other out (`_rivals`); pads are this wide.
 _REACH = 2
-# The small capacity, as fractions of an image's pixels: basins and candidate edges.
-_SMALL_BASINS = 1 / 16
-_SMALL_EDGES = 1 / 8
+# Capacities tried before the worst case, as fractions of an image's pixels:
+# (basins, candidate edges). Smoothed maps fit the first, i.i.d. noise the second.
+_TIERS = ((1 / 16, 1 / 8), (1 / 4, 1))
 # Forest edges handed to the sequential union-find per `top_k` call.
 _CHUNK = 1024
 # Below this many pixels per batch one (worst-case) capacity is cheap enough.
@@ -127,74 +127,69 @@ def _attachment_roots(values, tie, grid: _Grid) -> jax.Array:
     earlier = slot < first_slot
     first_slot = jnp.where(earlier, slot, first_slot)
     attach = jnp.where(earlier, ids + _grid.flat_offset(offset, grid.shape), attach)
-  attach, ids, flat_tie = attach.reshape(-1), ids.reshape(-1), tie.reshape(-1)
+  # Materialised: fused into the gathers below, the stencil was recomputed per lookup.
+  attach = lax.optimization_barrier(attach.reshape(-1))
+  ids, flat_tie = ids.reshape(-1), tie.reshape(-1)
   mutual = (attach[attach] == ids) & (flat_tie < flat_tie[attach])
   return _pointer_jump(jnp.where(mutual, ids, attach))
 
 
-@functools.lru_cache(maxsize=None)
-def _rivals(offsets: tuple[tuple[int, ...], ...]) -> tuple[tuple[tuple[tuple[int, ...], int], ...], ...]:
-  """Per edge type r, the (anchor shift, type) of the edges checked against it.
-
-  Any edge joining the same two basins as a lighter one is not in the minimum
-  spanning forest, so each candidate is compared with the edges sharing one of
-  its pixels and, with face connectivity, with its parallel neighbours (which
-  catch straight basin boundaries). 26-connectivity has too many (13 types):
-  there only the edges sharing the anchor pixel are compared.
-  """
-  ndim = len(offsets[0])
-  zero = (0,) * ndim
-  rivals = []
-  for rank, offset in enumerate(offsets):
-    shifts = set()
-    for other_rank, other in enumerate(offsets):
-      back = tuple(-a for a in other)
-      starts = [zero, back]
-      if len(offsets) <= 4:  # also the edges at the far pixel
-        starts += [offset, tuple(a - b for a, b in zip(offset, other))]
-      shifts.update((start, other_rank) for start in starts)
-    if sum(map(abs, offset)) == 1:  # face connectivity: parallel neighbours
-      for axis in range(ndim):
-        if offset[axis] == 0:
-          for sign in (1, -1):
-            shifts.add((tuple(sign * (i == axis) for i in range(ndim)), rank))
-    shifts.discard((zero, rank))
-    rivals.append(tuple(sorted(shifts)))
-  return tuple(rivals)
+def _adjacent(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
+  """Whether two distinct neighbour offsets point at pixels that touch."""
+  return a != b and max(abs(x - y) for x, y in zip(a, b)) == 1
 
 
 def _candidate_edges(values, tie, root, grid: _Grid) -> jax.Array:
   """`[B, M, *shape]` the grid edges that may be in the basin graph's spanning forest.
 
-  Edge `(b, r, p)` joins pixel p and `p + offsets[r]`; it is kept when it joins
-  two basins and no rival (`_rivals`) between the same two basins is lighter in
-  the (value, tie slot) order.
+  Edge `(b, r, p)` joins pixel p and `p + offsets[r]`. Of several edges
+  joining the same two basins only the lightest can be in the forest, so an
+  edge is dropped when a lighter one (in the (value, tie slot) order) joins
+  the same two basins and shares one of its pixels or, with face
+  connectivity, runs parallel to it one pixel over (which catches straight
+  basin boundaries). What is left is a few edges per basin on smooth images.
   """
   n = grid.size
   inf = jnp.array(jnp.inf, values.dtype)
   basin = root.reshape(values.shape)
   padded_values = grid.pad(values, inf)
   padded_basin = grid.pad(basin, -1)
-  edges = []
-  for rank, offset in enumerate(grid.offsets):
+  padded_tie = grid.pad(tie, 0)
+  # Per pixel p and direction i: the incident edge's far basin and key.
+  incident = []
+  for rank, sign, offset in _grid.all_offsets(grid.offsets):
     far = grid.shifted(padded_basin, offset)
     crosses = (far != basin) & (far >= 0)  # -1: outside the image
     value = jnp.where(crosses, jnp.maximum(values, grid.shifted(padded_values, offset)), inf)
-    low = jnp.where(crosses, jnp.minimum(basin, far), -2)
-    high = jnp.where(crosses, jnp.maximum(basin, far), -2)
-    edges.append((crosses, value, rank * n + tie, low, high))
-  padded = [(grid.pad(value, inf), grid.pad(slot, 0), grid.pad(low, -2), grid.pad(high, -2))
-            for _, value, slot, low, high in edges]
+    anchor_tie = tie if sign > 0 else grid.shifted(padded_tie, offset)
+    incident.append((jnp.where(crosses, far, -1), value, rank * n + anchor_tie))
+  # An edge is beaten at p when another edge at p reaches the same basin
+  # lighter. Only neighbours of p adjacent to the far pixel are checked: the
+  # same basin sits there most often, and checking all would cost (2M)^2.
+  directions = [offset for _, _, offset in _grid.all_offsets(grid.offsets)]
+  unbeaten = []
+  for i, (far, value, slot) in enumerate(incident):
+    beaten = jnp.zeros(values.shape, bool)
+    for j, (other_far, other_value, other_slot) in enumerate(incident):
+      if _adjacent(directions[i], directions[j]):
+        beaten |= (other_far == far) & _grid.lex_less(other_value, other_slot, value, slot)
+    unbeaten.append((far >= 0) & ~beaten)
   keep = []
-  for (crosses, value, slot, low, high), rivals in zip(edges, _rivals(grid.offsets)):
-    ruled_out = jnp.zeros(values.shape, bool)
-    for shift, other in rivals:
-      other_value, other_slot, other_low, other_high = (
-          grid.shifted(a, shift) for a in padded[other])
-      ruled_out |= ((other_low == low) & (other_high == high)
-                    & _grid.lex_less(other_value, other_slot, value, slot))
-    keep.append(crosses & ~ruled_out)
-  return jnp.stack(keep, axis=1)
+  for rank, offset in enumerate(grid.offsets):
+    far, value, slot = incident[2 * rank]
+    at_far = grid.shifted(grid.pad(unbeaten[2 * rank + 1], False), offset)
+    kept = unbeaten[2 * rank] & at_far
+    if sum(map(abs, offset)) == 1:  # face connectivity: parallel neighbours
+      padded = [grid.pad(a, fill) for a, fill in ((basin, -2), (far, -2), (value, inf), (slot, 0))]
+      for axis in range(len(offset)):
+        for sign in ((1, -1) if offset[axis] == 0 else ()):
+          shift = tuple(sign * (k == axis) for k in range(len(offset)))
+          near, near_far, near_value, near_slot = (grid.shifted(a, shift) for a in padded)
+          kept &= ~((near == basin) & (near_far == far)
+                    & _grid.lex_less(near_value, near_slot, value, slot))
+    keep.append(kept)
+  # Materialised before stacking: fused into the concatenation, the stencils ran 5x slower.
+  return jnp.stack(lax.optimization_barrier(keep), axis=1)
 
 
 class _Packed(NamedTuple):
@@ -243,9 +238,16 @@ def _compact(packed: _Packed, capacity: int) -> jax.Array:
   return jnp.where(k < total, word_index * 32 + bit, -1)
 
 
-def _find(parent: jax.Array, x: jax.Array) -> jax.Array:
-  """Union-find roots of the ids `x` (no writes: the carried state stays small)."""
-  return lax.while_loop(lambda x: jnp.any(parent[x] != x), lambda x: parent[x], x)
+def _find(parent: jax.Array, x: jax.Array, max_depth: int) -> jax.Array:
+  """Union-find roots of the ids `x` in trees no deeper than `max_depth`.
+
+  Union by rank bounds the depth by log2 of the component size, so a fixed
+  number of unrolled lookups replaces a loop (whose per-iteration overhead
+  dominated the elder rule).
+  """
+  for _ in range(max_depth):
+    x = parent[x]
+  return x
 
 
 def _boruvka(u, v, value, slot, num_nodes: int) -> jax.Array:
@@ -348,6 +350,7 @@ def _reduced_h0(values, tie, root, keep, *, grid: _Grid, basin_cap: int, edge_ca
   value, u, v = value.reshape(-1), basin_of[anchor].reshape(-1), basin_of[far].reshape(-1)
   death_pixel = jnp.where(far_value > anchor_value, far, anchor).reshape(-1)
   chunk = min(_CHUNK, basin_cap)
+  depth = max(basin_cap - 1, 1).bit_length()  # union by rank: depth <= log2(size)
   edge_base = lanes * basin_cap
   value_lowest, tie_lowest = flat_values[lowest], flat_tie[lowest]
 
@@ -355,7 +358,7 @@ def _reduced_h0(values, tie, root, keep, *, grid: _Grid, basin_cap: int, edge_ca
     chunk_keys, chunk_edges, parent, rank_, oldest, births, deaths, count = state
     live = chunk_keys[:, j] > -jnp.inf
     edge = edge_base + chunk_edges[:, j]
-    root_u, root_v = _find(parent, u[edge]), _find(parent, v[edge])
+    root_u, root_v = _find(parent, u[edge], depth), _find(parent, v[edge], depth)
     old_u, old_v = oldest[root_u], oldest[root_v]
     u_older = _grid.lex_less(value_lowest[old_u], tie_lowest[old_u],
                              value_lowest[old_v], tie_lowest[old_v])
@@ -401,7 +404,7 @@ def _capacity_tiers(grid: _Grid) -> list[tuple[int, int]]:
   worst = [(n, n * len(grid.offsets))]
   if grid.batch * n < _MIN_PIXELS_FOR_TIERS:
     return worst
-  return [(math.ceil(n * _SMALL_BASINS), math.ceil(n * _SMALL_EDGES))] + worst
+  return [(math.ceil(n * b), math.ceil(n * e)) for b, e in _TIERS] + worst
 
 
 def _global_minimum(values, tie, grid: _Grid) -> jax.Array:
@@ -426,8 +429,10 @@ def grid_h0(values: jax.Array, construction: str, capacity: int) -> H0Pairs:
   shape = values.shape[1:]
   grid = _Grid(values.shape[0], shape, _grid.edge_offsets(len(shape), construction))
   tie = jnp.broadcast_to(_grid.fortran_index(shape), values.shape)
-  root = _attachment_roots(values, tie, grid)
-  keep = _candidate_edges(values, tie, root, grid)
+  # Barriers keep XLA from fusing each stage's stencils into the next stage's
+  # consumers, where they are recomputed per use (measured: 1.5x slower).
+  root = lax.optimization_barrier(_attachment_roots(values, tie, grid))
+  keep = lax.optimization_barrier(_candidate_edges(values, tie, root, grid))
   tiers = _capacity_tiers(grid)
   branches = [functools.partial(_reduced_h0, grid=grid, basin_cap=basin_cap,
                                 edge_cap=edge_cap, capacity=capacity)
