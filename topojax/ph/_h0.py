@@ -14,8 +14,9 @@ Algorithm (one `jit`, no host callback):
 3. **Minimum spanning forest** of the basin graph by Borůvka on that list: per
    round every component takes its lightest edge (two scatter-mins), hooks onto
    the other side, mutual hooks are broken, pointer jumping relabels.
-4. **Elder rule** on the forest's edges sorted by (image, value, tie slot): a
-   sequential union-find over #basins - 1 edges, the images in lockstep. This
+4. **Elder rule** on each image's forest edges in (value, tie slot) order (a
+   sort by slot, then `lax.top_k` by value in chunks): a sequential union-find
+   over #basins - 1 edges, the images in lockstep. This
    is the one sequential step; it is short because basins are few (≈ 1.5 % of
    the pixels of a smoothed image, 20 % of i.i.d. noise).
 
@@ -25,8 +26,9 @@ anchor on a tie). Pairs of zero persistence are dropped, as cripser does.
 
 The code is written for a batch: B images are one graph on B * N global pixel
 ids, so every loop is shared by the batch (`_cubical` wires this to `vmap`).
-Steps 2-4 work on fixed-capacity compact arrays: a small capacity that fits
-smoothed images, and the worst-case one for anything else (`lax.switch`).
+Steps 2-4 work on fixed-capacity compact arrays (`lax.switch` over capacity
+tiers, `_TIERS`): smoothed maps fit the smallest, i.i.d. noise the next, the
+worst case (every pixel a basin, every edge a candidate) the last.
 """
 
 from __future__ import annotations
@@ -42,8 +44,6 @@ from jax import lax
 from topojax.ph import _grid
 
 _INT_MAX = jnp.iinfo(jnp.int32).max
-# Edges within this distance can rule each other out (`_rivals`); pads are this wide.
-_REACH = 2
 # Capacities tried before the worst case, as fractions of an image's pixels:
 # (basins, candidate edges). Smoothed maps fit the first, i.i.d. noise the second.
 _TIERS = ((1 / 16, 1 / 8), (1 / 4, 1))
@@ -80,14 +80,13 @@ class _Grid(NamedTuple):
         (self.batch,) + self.shape)
 
   def pad(self, x: jax.Array, value) -> jax.Array:
-    """Pads the spatial axes by `_REACH`."""
-    return jnp.pad(x, [(0, 0)] + [(_REACH, _REACH)] * len(self.shape),
-                   constant_values=value)
+    """Pads the spatial axes by one."""
+    return jnp.pad(x, [(0, 0)] + [(1, 1)] * len(self.shape), constant_values=value)
 
   def shifted(self, padded: jax.Array, offset) -> jax.Array:
     """`x[:, p + offset]` for every pixel p, from `x` padded by `pad`."""
     return padded[(slice(None),) + tuple(
-        slice(_REACH + o, _REACH + o + n) for o, n in zip(offset, self.shape))]
+        slice(1 + o, 1 + o + n) for o, n in zip(offset, self.shape))]
 
   def deltas(self) -> jax.Array:
     """`[M]` the flat index step of each forward edge type."""
@@ -127,16 +126,19 @@ def _attachment_roots(values, tie, grid: _Grid) -> jax.Array:
     earlier = slot < first_slot
     first_slot = jnp.where(earlier, slot, first_slot)
     attach = jnp.where(earlier, ids + _grid.flat_offset(offset, grid.shape), attach)
-  # Materialised: fused into the gathers below, the stencil was recomputed per lookup.
-  attach = lax.optimization_barrier(attach.reshape(-1))
-  ids, flat_tie = ids.reshape(-1), tie.reshape(-1)
+  attach, ids, flat_tie = attach.reshape(-1), ids.reshape(-1), tie.reshape(-1)
   mutual = (attach[attach] == ids) & (flat_tie < flat_tie[attach])
   return _pointer_jump(jnp.where(mutual, ids, attach))
 
 
-def _adjacent(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
-  """Whether two distinct neighbour offsets point at pixels that touch."""
-  return a != b and max(abs(x - y) for x, y in zip(a, b)) == 1
+def _adjacent(a: tuple[int, ...], b: tuple[int, ...], num_types: int) -> bool:
+  """Whether two distinct neighbour offsets point at pixels that touch.
+
+  With 26-connectivity (13 edge types) only face-touching ones count: all
+  touching ones would make the stencil ~300 comparisons per voxel.
+  """
+  distance = sum if num_types > 4 else max
+  return a != b and distance(abs(x - y) for x, y in zip(a, b)) == 1
 
 
 def _candidate_edges(values, tie, root, grid: _Grid) -> jax.Array:
@@ -171,7 +173,7 @@ def _candidate_edges(values, tie, root, grid: _Grid) -> jax.Array:
   for i, (far, value, slot) in enumerate(incident):
     beaten = jnp.zeros(values.shape, bool)
     for j, (other_far, other_value, other_slot) in enumerate(incident):
-      if _adjacent(directions[i], directions[j]):
+      if _adjacent(directions[i], directions[j], len(grid.offsets)):
         beaten |= (other_far == far) & _grid.lex_less(other_value, other_slot, value, slot)
     unbeaten.append((far >= 0) & ~beaten)
   keep = []
@@ -188,8 +190,7 @@ def _candidate_edges(values, tie, root, grid: _Grid) -> jax.Array:
           kept &= ~((near == basin) & (near_far == far)
                     & _grid.lex_less(near_value, near_slot, value, slot))
     keep.append(kept)
-  # Materialised before stacking: fused into the concatenation, the stencils ran 5x slower.
-  return jnp.stack(lax.optimization_barrier(keep), axis=1)
+  return jnp.stack(keep, axis=1)
 
 
 class _Packed(NamedTuple):
@@ -238,16 +239,9 @@ def _compact(packed: _Packed, capacity: int) -> jax.Array:
   return jnp.where(k < total, word_index * 32 + bit, -1)
 
 
-def _find(parent: jax.Array, x: jax.Array, max_depth: int) -> jax.Array:
-  """Union-find roots of the ids `x` in trees no deeper than `max_depth`.
-
-  Union by rank bounds the depth by log2 of the component size, so a fixed
-  number of unrolled lookups replaces a loop (whose per-iteration overhead
-  dominated the elder rule).
-  """
-  for _ in range(max_depth):
-    x = parent[x]
-  return x
+def _find(parent: jax.Array, x: jax.Array) -> jax.Array:
+  """Union-find roots of the ids `x` (no writes: the carried state stays small)."""
+  return lax.while_loop(lambda x: jnp.any(parent[x] != x), lambda x: parent[x], x)
 
 
 def _boruvka(u, v, value, slot, num_nodes: int) -> jax.Array:
@@ -350,7 +344,6 @@ def _reduced_h0(values, tie, root, keep, *, grid: _Grid, basin_cap: int, edge_ca
   value, u, v = value.reshape(-1), basin_of[anchor].reshape(-1), basin_of[far].reshape(-1)
   death_pixel = jnp.where(far_value > anchor_value, far, anchor).reshape(-1)
   chunk = min(_CHUNK, basin_cap)
-  depth = max(basin_cap - 1, 1).bit_length()  # union by rank: depth <= log2(size)
   edge_base = lanes * basin_cap
   value_lowest, tie_lowest = flat_values[lowest], flat_tie[lowest]
 
@@ -358,7 +351,7 @@ def _reduced_h0(values, tie, root, keep, *, grid: _Grid, basin_cap: int, edge_ca
     chunk_keys, chunk_edges, parent, rank_, oldest, births, deaths, count = state
     live = chunk_keys[:, j] > -jnp.inf
     edge = edge_base + chunk_edges[:, j]
-    root_u, root_v = _find(parent, u[edge], depth), _find(parent, v[edge], depth)
+    root_u, root_v = _find(parent, u[edge]), _find(parent, v[edge])
     old_u, old_v = oldest[root_u], oldest[root_v]
     u_older = _grid.lex_less(value_lowest[old_u], tie_lowest[old_u],
                              value_lowest[old_v], tie_lowest[old_v])
@@ -429,10 +422,8 @@ def grid_h0(values: jax.Array, construction: str, capacity: int) -> H0Pairs:
   shape = values.shape[1:]
   grid = _Grid(values.shape[0], shape, _grid.edge_offsets(len(shape), construction))
   tie = jnp.broadcast_to(_grid.fortran_index(shape), values.shape)
-  # Barriers keep XLA from fusing each stage's stencils into the next stage's
-  # consumers, where they are recomputed per use (measured: 1.5x slower).
-  root = lax.optimization_barrier(_attachment_roots(values, tie, grid))
-  keep = lax.optimization_barrier(_candidate_edges(values, tie, root, grid))
+  root = _attachment_roots(values, tie, grid)
+  keep = _candidate_edges(values, tie, root, grid)
   tiers = _capacity_tiers(grid)
   branches = [functools.partial(_reduced_h0, grid=grid, basin_cap=basin_cap,
                                 edge_cap=edge_cap, capacity=capacity)
