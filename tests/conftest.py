@@ -17,3 +17,15 @@ def getkey():
   """Fresh PRNG keys, deterministic per test."""
   keys = iter(jax.random.split(jax.random.key(0), 1000))
   return lambda: next(keys)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+  """Drops compiled programs after each test module.
+
+  Every executable keeps its own memory mappings; the whole suite compiles
+  thousands, enough to exhaust the per-process mapping limit
+  (`vm.max_map_count`), after which LLVM cannot allocate code memory.
+  """
+  yield
+  jax.clear_caches()
