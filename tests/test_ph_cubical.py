@@ -39,13 +39,16 @@ def ours(f, **kwargs):
   """Finite pairs as sorted tuples (dim, birth, death, birth coords, death coords)."""
   d = cubical_persistence(jnp.asarray(f), **kwargs)
   assert not bool(d.overflow) and not bool(d.nonfinite)
+  return ours_from(d, f.shape)
+
+
+def ours_from(d, shape):
+  """`ours` for an already computed diagram of one image."""
   keep = np.asarray(d.finite)
-  rows = []
-  for k, b, dd, bi, di in zip(*(np.asarray(a)[keep] for a in (
-      d.dim, d.birth, d.death, d.birth_index, d.death_index))):
-    rows.append((int(k), float(b), float(dd)) + np.unravel_index(bi, f.shape)
-                + np.unravel_index(di, f.shape))
-  return sorted(rows)
+  return sorted((int(k), float(b), float(dd)) + np.unravel_index(bi, shape)
+                + np.unravel_index(di, shape)
+                for k, b, dd, bi, di in zip(*(np.asarray(a)[keep] for a in (
+                    d.dim, d.birth, d.death, d.birth_index, d.death_index))))
 
 
 def reference(f, construction="V", dims=None, sign=1):
@@ -261,15 +264,6 @@ def test_batches_large_enough_for_compact_capacities_match_cripser(construction,
       want = reference(f, construction)
       assert (got if exact_pixels else values_only(got)) == (
           want if exact_pixels else values_only(want))
-
-
-def ours_from(d, shape):
-  """`ours` for an already computed diagram."""
-  keep = np.asarray(d.finite)
-  return sorted((int(k), float(b), float(dd)) + np.unravel_index(bi, shape)
-                + np.unravel_index(di, shape)
-                for k, b, dd, bi, di in zip(*(np.asarray(a)[keep] for a in (
-                    d.dim, d.birth, d.death, d.birth_index, d.death_index))))
 
 
 @hypothesis.settings(max_examples=30, deadline=None)
