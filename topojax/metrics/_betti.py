@@ -65,12 +65,7 @@ def _as_device_mask(x, name: str, ndim: int) -> jax.Array:
 
 
 def _as_device_pair(pred, gt, ndim: int) -> tuple[jax.Array, jax.Array]:
-  pred = _as_device_mask(pred, "pred", ndim)
-  gt = _as_device_mask(gt, "gt", ndim)
-  if pred.shape != gt.shape:
-    raise ValueError(
-        f"`pred` and `gt` must have the same shape, got {pred.shape} and {gt.shape}.")
-  return pred, gt
+  return as_binary_pair(pred, gt, ndim, as_mask=_as_device_mask)
 
 
 # ---------------------------------------------------------------------------

@@ -59,10 +59,14 @@ def as_binary(x, name: str, ndim: int) -> np.ndarray:
   return x.astype(bool)
 
 
-def as_binary_pair(pred, gt, ndim: int) -> tuple[np.ndarray, np.ndarray]:
-  """Validates `pred` and `gt` as binary masks of the same shape."""
-  pred = as_binary(pred, "pred", ndim)
-  gt = as_binary(gt, "gt", ndim)
+def as_binary_pair(pred, gt, ndim: int, as_mask=None) -> tuple:
+  """Validates `pred` and `gt` as binary masks of the same shape.
+
+  `as_mask(x, name, ndim)` validates one mask (default: `as_binary`, numpy).
+  """
+  as_mask = as_mask or as_binary
+  pred = as_mask(pred, "pred", ndim)
+  gt = as_mask(gt, "gt", ndim)
   if pred.shape != gt.shape:
     raise ValueError(
         f"`pred` and `gt` must have the same shape, got {pred.shape} and {gt.shape}.")
