@@ -9,8 +9,9 @@ Algorithm (one `jit`, no host callback):
 2. **Candidate edges.** Of the grid edges between two basins only the lightest
    per pair of basins can be in the minimum spanning forest; a stencil drops
    every edge that a lighter nearby edge between the same two basins rules out
-   (`_candidate_edges`). What is left (≈ 2-5 % of the edges of a smoothed
-   image) is compacted into a short edge list, and basins get compact ids.
+   (`_candidate_edges`). What is left (≈ 4 edges per basin, 1.5-3 % of the
+   edges of a smoothed map) is stream-compacted into a short per-image list
+   (`_compact`, no sort), and basins get compact ids.
 3. **Minimum spanning forest** of the basin graph by Borůvka on that list: per
    round every component takes its lightest edge (two scatter-mins), hooks onto
    the other side, mutual hooks are broken, pointer jumping relabels.
@@ -147,9 +148,10 @@ def _candidate_edges(values, tie, root, grid: _Grid) -> jax.Array:
   Edge `(b, r, p)` joins pixel p and `p + offsets[r]`. Of several edges
   joining the same two basins only the lightest can be in the forest, so an
   edge is dropped when a lighter one (in the (value, tie slot) order) joins
-  the same two basins and shares one of its pixels or, with face
-  connectivity, runs parallel to it one pixel over (which catches straight
-  basin boundaries). What is left is a few edges per basin on smooth images.
+  the same two basins and either starts at one of its pixels and ends next to
+  its other pixel (`_adjacent`), or, with face connectivity, runs parallel to
+  it one pixel over (which catches straight basin boundaries). About 4 edges
+  per basin are left on smoothed maps.
   """
   n = grid.size
   inf = jnp.array(jnp.inf, values.dtype)
@@ -200,10 +202,12 @@ class _Packed(NamedTuple):
 
 
 def _pack(mask: jax.Array) -> _Packed:
+  """Packs a `[B, L]` bool mask (`_Packed`)."""
   num_words = -(-mask.shape[1] // 32)
   bits = jnp.pad(mask, ((0, 0), (0, num_words * 32 - mask.shape[1])))
   bits = bits.reshape(mask.shape[0], num_words, 32).astype(jnp.uint32)
-  words = jnp.sum(bits << jnp.arange(32, dtype=jnp.uint32)[None, None, :], axis=2, dtype=jnp.uint32)
+  shifts = jnp.arange(32, dtype=jnp.uint32)[None, None, :]
+  words = jnp.sum(bits << shifts, axis=2, dtype=jnp.uint32)
   counts = lax.population_count(words).astype(jnp.int32)
   return _Packed(words, jnp.cumsum(counts, axis=1) - counts)
 
