@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from topojax.ph import _h0
 from topojax.ph import cubical_persistence
 
 # Few shapes, shared by all tests: each (shape, options) compiles once.
@@ -278,5 +279,4 @@ def test_stream_compaction_equals_nonzero(mask):
 
 @jax.jit
 def _compact(mask):
-  from topojax.ph import _h0  # pylint: disable=import-outside-toplevel
   return _h0._compact(_h0._pack(mask), 100)  # capacity past the row length

@@ -307,14 +307,14 @@ def _reduced_h0(values, tie, root, keep, *, grid: _Grid, basin_cap: int, edge_ca
   # has the basin's minimum value, so only pixels on that floor can be lowest.
   pixel_ids = grid.global_ids().reshape(batch, n)
   roots = _pack(root.reshape(batch, n) == pixel_ids)
-  basin_root = lanes[:, None] * n + jnp.maximum(_compact(roots, basin_cap), 0)
   root_image = root.reshape(batch, n) // n
   basin_of = (root_image * basin_cap
               + _rank_in_row(roots, root.reshape(batch, n) % n)).reshape(-1)
   on_floor = flat_values == flat_values[root]
   lowest_tie = jnp.full((batch * basin_cap,), _INT_MAX, jnp.int32).at[
       jnp.where(on_floor, basin_of, batch * basin_cap)].min(flat_tie, mode="drop")
-  lowest = (basin_root // n * n).reshape(-1) + _grid.fortran_to_flat(lowest_tie, grid.shape)
+  lowest = (lanes[:, None] * n + _grid.fortran_to_flat(
+      lowest_tie.reshape(batch, basin_cap), grid.shape)).reshape(-1)
 
   def edge_ends(rank, pixel):
     """Global ids of the anchor and far pixel of the edges of type `rank` at `pixel`."""
