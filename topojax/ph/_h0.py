@@ -103,6 +103,18 @@ def _pointer_jump(pointer: jax.Array) -> jax.Array:
   return lax.while_loop(lambda s: s[1], body, (pointer, jnp.array(True)))[0]
 
 
+def _materialised(live, fn, fallback, *args):
+  """`fn(*args)` behind a conditional that is always taken (`live` is true).
+
+  XLA:CPU fuses a stencil into whatever reads it, and a gather or a shifted
+  read then recomputes the whole stencil per element read (10x slower here). A
+  conditional's outputs are buffers, so `fn` runs once per pixel. `live` must
+  be a run-time value so the conditional is not folded away; `fallback` gives
+  the (never used) outputs of the other branch.
+  """
+  return lax.cond(live, fn, fallback, *args)
+
+
 def _attachment_roots(values, tie, grid: _Grid) -> jax.Array:
   """`[B * N]` each pixel's basin, named by the root of its attachment tree.
 
@@ -115,19 +127,25 @@ def _attachment_roots(values, tie, grid: _Grid) -> jax.Array:
   value (not always its lowest tie).
   """
   n = grid.size
-  padded_values = grid.pad(values, jnp.array(jnp.inf, values.dtype))
-  padded_tie = grid.pad(tie, 0)
   ids = grid.global_ids()
-  first_slot = jnp.full(values.shape, _INT_MAX, jnp.int32)
-  attach = ids
-  for rank, sign, offset in _grid.all_offsets(grid.offsets):
-    not_higher = grid.shifted(padded_values, offset) <= values
-    anchor_tie = tie if sign > 0 else grid.shifted(padded_tie, offset)
-    slot = jnp.where(not_higher, rank * n + anchor_tie, _INT_MAX)
-    earlier = slot < first_slot
-    first_slot = jnp.where(earlier, slot, first_slot)
-    attach = jnp.where(earlier, ids + _grid.flat_offset(offset, grid.shape), attach)
-  attach, ids, flat_tie = attach.reshape(-1), ids.reshape(-1), tie.reshape(-1)
+
+  def attach(values, tie):
+    padded_values = grid.pad(values, jnp.array(jnp.inf, values.dtype))
+    padded_tie = grid.pad(tie, 0)
+    first_slot = jnp.full(values.shape, _INT_MAX, jnp.int32)
+    for rank, sign, offset in _grid.all_offsets(grid.offsets):
+      not_higher = grid.shifted(padded_values, offset) <= values
+      anchor_tie = tie if sign > 0 else grid.shifted(padded_tie, offset)
+      first_slot = jnp.minimum(first_slot, jnp.where(not_higher, rank * n + anchor_tie, _INT_MAX))
+    # The slot names the edge: its type, and (anchor here or not) its direction.
+    delta = grid.deltas()[jnp.minimum(first_slot // n, len(grid.offsets) - 1)]
+    step = jnp.where(first_slot % n == tie, delta, -delta)
+    return jnp.where(first_slot < _INT_MAX, ids + step, ids).reshape(-1)
+
+  # NaN compares false everywhere: then every pixel is its own root.
+  live = values.reshape(-1)[0] == values.reshape(-1)[0]
+  attach = _materialised(live, attach, lambda *_: ids.reshape(-1), values, tie)
+  ids, flat_tie = ids.reshape(-1), tie.reshape(-1)
   mutual = (attach[attach] == ids) & (flat_tie < flat_tie[attach])
   return _pointer_jump(jnp.where(mutual, ids, attach))
 
@@ -155,43 +173,51 @@ def _candidate_edges(values, tie, root, grid: _Grid) -> jax.Array:
   """
   n = grid.size
   inf = jnp.array(jnp.inf, values.dtype)
-  basin = root.reshape(values.shape)
-  padded_values = grid.pad(values, inf)
-  padded_basin = grid.pad(basin, -1)
-  padded_tie = grid.pad(tie, 0)
-  # Per pixel p and direction i: the incident edge's far basin and key.
-  incident = []
-  for rank, sign, offset in _grid.all_offsets(grid.offsets):
-    far = grid.shifted(padded_basin, offset)
-    crosses = (far != basin) & (far >= 0)  # -1: outside the image
-    value = jnp.where(crosses, jnp.maximum(values, grid.shifted(padded_values, offset)), inf)
-    anchor_tie = tie if sign > 0 else grid.shifted(padded_tie, offset)
-    incident.append((jnp.where(crosses, far, -1), value, rank * n + anchor_tie))
-  # An edge is beaten at p when another edge at p reaches the same basin
-  # lighter. Only neighbours of p adjacent to the far pixel are checked: the
-  # same basin sits there most often, and checking all would cost (2M)^2.
   directions = [offset for _, _, offset in _grid.all_offsets(grid.offsets)]
-  unbeaten = []
-  for i, (far, value, slot) in enumerate(incident):
-    beaten = jnp.zeros(values.shape, bool)
-    for j, (other_far, other_value, other_slot) in enumerate(incident):
-      if _adjacent(directions[i], directions[j], len(grid.offsets)):
-        beaten |= (other_far == far) & _grid.lex_less(other_value, other_slot, value, slot)
-    unbeaten.append((far >= 0) & ~beaten)
+
+  def unbeaten_ends(values, tie, basin):
+    """Per direction, whether the incident edge there survives at this end."""
+    padded_values = grid.pad(values, inf)
+    padded_basin = grid.pad(basin, -1)
+    padded_tie = grid.pad(tie, 0)
+    # Per pixel p and direction i: the incident edge's far basin and key.
+    incident = []
+    for rank, sign, offset in _grid.all_offsets(grid.offsets):
+      far = grid.shifted(padded_basin, offset)
+      crosses = (far != basin) & (far >= 0)  # -1: outside the image
+      value = jnp.where(crosses, jnp.maximum(values, grid.shifted(padded_values, offset)), inf)
+      anchor_tie = tie if sign > 0 else grid.shifted(padded_tie, offset)
+      incident.append((jnp.where(crosses, far, -1), value, rank * n + anchor_tie))
+    # An edge is beaten at p when another edge at p reaches the same basin
+    # lighter. Only neighbours of p adjacent to the far pixel are checked: the
+    # same basin sits there most often, and checking all would cost (2M)^2.
+    unbeaten = []
+    for i, (far, value, slot) in enumerate(incident):
+      beaten = far < 0
+      for j, (other_far, other_value, other_slot) in enumerate(incident):
+        if _adjacent(directions[i], directions[j], len(grid.offsets)):
+          beaten |= (other_far == far) & _grid.lex_less(other_value, other_slot, value, slot)
+      offset = directions[i]
+      if i % 2 == 0 and sum(map(abs, offset)) == 1:  # face connectivity: parallel neighbours
+        padded = [grid.pad(a, fill) for a, fill in ((basin, -2), (far, -2), (value, inf), (slot, 0))]
+        for axis in range(len(offset)):
+          for sign in ((1, -1) if offset[axis] == 0 else ()):
+            shift = tuple(sign * (k == axis) for k in range(len(offset)))
+            near, near_far, near_value, near_slot = (grid.shifted(a, shift) for a in padded)
+            beaten |= ((near == basin) & (near_far == far)
+                       & _grid.lex_less(near_value, near_slot, value, slot))
+      unbeaten.append(~beaten)
+    return tuple(unbeaten)
+
+  basin = root.reshape(values.shape)
+  live = root[0] == root[root[0]]  # always: roots are fixed points
+  unbeaten = _materialised(
+      live, unbeaten_ends, lambda *_: (jnp.zeros(values.shape, bool),) * len(directions),
+      values, tie, basin)
   keep = []
   for rank, offset in enumerate(grid.offsets):
-    far, value, slot = incident[2 * rank]
     at_far = grid.shifted(grid.pad(unbeaten[2 * rank + 1], False), offset)
-    kept = unbeaten[2 * rank] & at_far
-    if sum(map(abs, offset)) == 1:  # face connectivity: parallel neighbours
-      padded = [grid.pad(a, fill) for a, fill in ((basin, -2), (far, -2), (value, inf), (slot, 0))]
-      for axis in range(len(offset)):
-        for sign in ((1, -1) if offset[axis] == 0 else ()):
-          shift = tuple(sign * (k == axis) for k in range(len(offset)))
-          near, near_far, near_value, near_slot = (grid.shifted(a, shift) for a in padded)
-          kept &= ~((near == basin) & (near_far == far)
-                    & _grid.lex_less(near_value, near_slot, value, slot))
-    keep.append(kept)
+    keep.append(unbeaten[2 * rank] & at_far)
   return jnp.stack(keep, axis=1)
 
 
