@@ -54,13 +54,6 @@ def max_independent_set(shape: tuple[int, ...], construction: str) -> int:
   return int(np.prod([(n + 1) // 2 for n in shape]))
 
 
-def fortran_index(shape: tuple[int, ...]) -> jax.Array:
-  """`[*shape]` int32: each pixel's index in axis-0-fastest order."""
-  strides = np.cumprod((1,) + tuple(shape[:-1]))
-  grids = jnp.meshgrid(*[jnp.arange(n, dtype=jnp.int32) for n in shape], indexing="ij")
-  return sum(g * int(s) for g, s in zip(grids, strides))
-
-
 def fortran_to_flat(fortran: jax.Array, shape: tuple[int, ...]) -> jax.Array:
   """Maps axis-0-fastest indices to C-order flat indices."""
   coords = []

@@ -1,6 +1,6 @@
-"""Exact H0 persistence of a pixel graph, data-parallel except one short loop.
+"""Exact H0 persistence of a pixel graph, data-parallel but for a short tail.
 
-Algorithm (one `jit`, no host callback):
+Algorithm (one `jit`, no host callback, no sort):
 
 1. **Basins.** Every pixel is attached through the first edge Kruskal would
    give it (see `_attachment_roots`); pointer jumping gives each pixel its
@@ -11,23 +11,25 @@ Algorithm (one `jit`, no host callback):
    every edge that a lighter nearby edge between the same two basins rules out
    (`_candidate_edges`). What is left (≈ 4 edges per basin, 1.5-3 % of the
    edges of a smoothed map) is stream-compacted into a short per-image list
-   (`_compact`, no sort), and basins get compact ids.
-3. **Minimum spanning forest** of the basin graph by Borůvka on that list: per
-   round every component takes its lightest edge (two scatter-mins), hooks onto
-   the other side, mutual hooks are broken, pointer jumping relabels.
-4. **Elder rule** on each image's forest edges in (value, tie slot) order (a
-   sort by slot, then `lax.top_k` by value in chunks): a sequential union-find
-   over #basins - 1 edges, the images in lockstep. This
-   is the one sequential step; it is short because basins are few (≈ 1.5 % of
-   the pixels of a smoothed image, 20 % of i.i.d. noise).
+   (`_compact`), and basins get compact ids.
+3. **Elder rule in parallel rounds** on that list (`_elder_rounds`): every
+   basin takes its lightest edge; one whose other side already holds an older
+   minimum dies there and is contracted. Each round removes about 2/3 of the
+   basins; rounds stop when they stop paying.
+4. **The tail** (`_elder_sequential`): a union-find over the few edges left
+   (≈ 1 % of the basins), in (value, tie slot) order, the images in lockstep.
 
 Each merge kills the component with the younger minimum: the pair is
 (that minimum, the pixel of the merging edge with the larger value — the edge's
 anchor on a tie). Pairs of zero persistence are dropped, as cripser does.
 
+Images are worked on with their axes reversed, so that C order there is the
+axis-0-fastest tie order of `_grid` (cripser's): a pixel's id is its tie, an
+edge's position in the candidate list is its tie slot.
+
 The code is written for a batch: B images are one graph on B * N global pixel
 ids, so every loop is shared by the batch (`_cubical` wires this to `vmap`).
-Steps 2-4 work on fixed-capacity compact arrays (`lax.switch` over capacity
+Steps 3-4 work on fixed-capacity compact arrays (`lax.switch` over capacity
 tiers, `_TIERS`): smoothed maps fit the smallest, i.i.d. noise the next, the
 worst case (every pixel a basin, every edge a candidate) the last.
 """
@@ -48,8 +50,14 @@ _INT_MAX = jnp.iinfo(jnp.int32).max
 # Capacities tried before the worst case, as fractions of an image's pixels:
 # (basins, candidate edges). Smoothed maps fit the first, i.i.d. noise the second.
 _TIERS = ((1 / 16, 1 / 8), (1 / 4, 1))
-# Forest edges handed to the sequential union-find per `top_k` call.
+# Pairs put in death order per `top_k` call.
 _CHUNK = 1024
+# Edges handed to the sequential union-find per `top_k` call (few are left).
+_SEQUENTIAL_CHUNK = 64
+# Elder-rule rounds go on while one shortens the longest list of undecided
+# edges by at least this many (a round costs about as much as that many
+# sequential steps).
+_MIN_ROUND_PROGRESS = 8
 # Below this many pixels per batch one (worst-case) capacity is cheap enough.
 _MIN_PIXELS_FOR_TIERS = 1 << 14
 
@@ -67,6 +75,7 @@ class _Grid(NamedTuple):
 
   Global id `b * N + p` is pixel `p` (C-order flat) of image `b`; components
   never span images, so union-find and pointer jumping need no batch axis.
+  With the axes reversed (see the module docstring) `p` is also the tie order.
   """
   batch: int
   shape: tuple[int, ...]
@@ -75,6 +84,10 @@ class _Grid(NamedTuple):
   @property
   def size(self) -> int:
     return math.prod(self.shape)
+
+  def pixel_ids(self) -> jax.Array:
+    """`[1, *shape]` each pixel's index in its image."""
+    return jnp.arange(self.size, dtype=jnp.int32).reshape((1,) + self.shape)
 
   def global_ids(self) -> jax.Array:
     return jnp.arange(self.batch * self.size, dtype=jnp.int32).reshape(
@@ -89,9 +102,13 @@ class _Grid(NamedTuple):
     return padded[(slice(None),) + tuple(
         slice(1 + o, 1 + o + n) for o, n in zip(offset, self.shape))]
 
+  def step(self, offset) -> int:
+    """The flat index difference of a spatial offset."""
+    return _grid.flat_offset(offset, self.shape)
+
   def deltas(self) -> jax.Array:
     """`[M]` the flat index step of each forward edge type."""
-    return jnp.array([_grid.flat_offset(o, self.shape) for o in self.offsets], jnp.int32)
+    return jnp.array([self.step(o) for o in self.offsets], jnp.int32)
 
 
 def _pointer_jump(pointer: jax.Array) -> jax.Array:
@@ -115,7 +132,7 @@ def _materialised(live, fn, fallback, *args):
   return lax.cond(live, fn, fallback, *args)
 
 
-def _attachment_roots(values, tie, grid: _Grid) -> jax.Array:
+def _attachment_roots(values, grid: _Grid) -> jax.Array:
   """`[B * N]` each pixel's basin, named by the root of its attachment tree.
 
   A pixel is attached through the first edge Kruskal would give it: its
@@ -128,25 +145,27 @@ def _attachment_roots(values, tie, grid: _Grid) -> jax.Array:
   """
   n = grid.size
   ids = grid.global_ids()
+  pixel = grid.pixel_ids()
 
-  def attach(values, tie):
+  def attach(values):
     padded_values = grid.pad(values, jnp.array(jnp.inf, values.dtype))
-    padded_tie = grid.pad(tie, 0)
     first_slot = jnp.full(values.shape, _INT_MAX, jnp.int32)
     for rank, sign, offset in _grid.all_offsets(grid.offsets):
       not_higher = grid.shifted(padded_values, offset) <= values
-      anchor_tie = tie if sign > 0 else grid.shifted(padded_tie, offset)
-      first_slot = jnp.minimum(first_slot, jnp.where(not_higher, rank * n + anchor_tie, _INT_MAX))
-    # The slot names the edge: its type, and (anchor here or not) its direction.
-    delta = grid.deltas()[jnp.minimum(first_slot // n, len(grid.offsets) - 1)]
-    step = jnp.where(first_slot % n == tie, delta, -delta)
-    return jnp.where(first_slot < _INT_MAX, ids + step, ids).reshape(-1)
+      anchor = pixel if sign > 0 else pixel + grid.step(offset)
+      first_slot = jnp.minimum(first_slot, jnp.where(not_higher, rank * n + anchor, _INT_MAX))
+    # The slot names the edge: its type and anchor. The far end is the anchor,
+    # or p + the type's step when p is the anchor.
+    rank, anchor = first_slot // n, first_slot % n
+    forward = sum(jnp.where(rank == r, grid.step(o), 0) for r, o in enumerate(grid.offsets))
+    far = jnp.where(anchor == pixel, pixel + forward, anchor)
+    return jnp.where(first_slot < _INT_MAX, ids - pixel + far, ids).reshape(-1)
 
   # NaN compares false everywhere: then every pixel is its own root.
   live = values.reshape(-1)[0] == values.reshape(-1)[0]
-  attach = _materialised(live, attach, lambda *_: ids.reshape(-1), values, tie)
-  ids, flat_tie = ids.reshape(-1), tie.reshape(-1)
-  mutual = (attach[attach] == ids) & (flat_tie < flat_tie[attach])
+  attach = _materialised(live, attach, lambda _: ids.reshape(-1), values)
+  ids = ids.reshape(-1)
+  mutual = (attach[attach] == ids) & (ids < attach)
   return _pointer_jump(jnp.where(mutual, ids, attach))
 
 
@@ -160,7 +179,7 @@ def _adjacent(a: tuple[int, ...], b: tuple[int, ...], num_types: int) -> bool:
   return a != b and distance(abs(x - y) for x, y in zip(a, b)) == 1
 
 
-def _candidate_edges(values, tie, root, grid: _Grid) -> jax.Array:
+def _candidate_edges(values, root, grid: _Grid) -> jax.Array:
   """`[B, M, *shape]` the grid edges that may be in the basin graph's spanning forest.
 
   Edge `(b, r, p)` joins pixel p and `p + offsets[r]`. Of several edges
@@ -175,19 +194,32 @@ def _candidate_edges(values, tie, root, grid: _Grid) -> jax.Array:
   inf = jnp.array(jnp.inf, values.dtype)
   directions = [offset for _, _, offset in _grid.all_offsets(grid.offsets)]
 
-  def unbeaten_ends(values, tie, basin):
+  pixel = grid.pixel_ids()
+
+  def unbeaten_ends(values, basin):
     """Per direction, whether the incident edge there survives at this end."""
     padded_values = grid.pad(values, inf)
-    padded_basin = grid.pad(basin, -1)
-    padded_tie = grid.pad(tie, 0)
+    padded_basin = grid.pad(basin, -1)  # -1: outside the image
+
+    def edge(rank, sign, offset, shift):
+      """Far basin and key of the edge at `p + shift` in direction `offset`.
+
+      Reads only the two padded inputs, so XLA fuses all of this into one
+      pass over the pixels.
+      """
+      near = basin if not any(shift) else grid.shifted(padded_basin, shift)
+      far = grid.shifted(padded_basin, tuple(s + o for s, o in zip(shift, offset)))
+      crosses = (far != near) & (far >= 0)
+      value = jnp.maximum(grid.shifted(padded_values, shift),
+                          grid.shifted(padded_values, tuple(s + o for s, o in zip(shift, offset))))
+      anchor = shift if sign > 0 else tuple(s + o for s, o in zip(shift, offset))
+      slot = rank * n + pixel + grid.step(anchor)
+      return near, jnp.where(crosses, far, -1), jnp.where(crosses, value, inf), slot
+
     # Per pixel p and direction i: the incident edge's far basin and key.
-    incident = []
-    for rank, sign, offset in _grid.all_offsets(grid.offsets):
-      far = grid.shifted(padded_basin, offset)
-      crosses = (far != basin) & (far >= 0)  # -1: outside the image
-      value = jnp.where(crosses, jnp.maximum(values, grid.shifted(padded_values, offset)), inf)
-      anchor_tie = tie if sign > 0 else grid.shifted(padded_tie, offset)
-      incident.append((jnp.where(crosses, far, -1), value, rank * n + anchor_tie))
+    zero = (0,) * len(grid.shape)
+    incident = [edge(rank, sign, offset, zero)[1:]
+                for rank, sign, offset in _grid.all_offsets(grid.offsets)]
     # An edge is beaten at p when another edge at p reaches the same basin
     # lighter. Only neighbours of p adjacent to the far pixel are checked: the
     # same basin sits there most often, and checking all would cost (2M)^2.
@@ -199,11 +231,10 @@ def _candidate_edges(values, tie, root, grid: _Grid) -> jax.Array:
           beaten |= (other_far == far) & _grid.lex_less(other_value, other_slot, value, slot)
       offset = directions[i]
       if i % 2 == 0 and sum(map(abs, offset)) == 1:  # face connectivity: parallel neighbours
-        padded = [grid.pad(a, fill) for a, fill in ((basin, -2), (far, -2), (value, inf), (slot, 0))]
         for axis in range(len(offset)):
           for sign in ((1, -1) if offset[axis] == 0 else ()):
             shift = tuple(sign * (k == axis) for k in range(len(offset)))
-            near, near_far, near_value, near_slot = (grid.shifted(a, shift) for a in padded)
+            near, near_far, near_value, near_slot = edge(i // 2, 1, offset, shift)
             beaten |= ((near == basin) & (near_far == far)
                        & _grid.lex_less(near_value, near_slot, value, slot))
       unbeaten.append(~beaten)
@@ -213,7 +244,7 @@ def _candidate_edges(values, tie, root, grid: _Grid) -> jax.Array:
   live = root[0] == root[root[0]]  # always: roots are fixed points
   unbeaten = _materialised(
       live, unbeaten_ends, lambda *_: (jnp.zeros(values.shape, bool),) * len(directions),
-      values, tie, basin)
+      values, basin)
   keep = []
   for rank, offset in enumerate(grid.offsets):
     at_far = grid.shifted(grid.pad(unbeaten[2 * rank + 1], False), offset)
@@ -274,151 +305,218 @@ def _find(parent: jax.Array, x: jax.Array) -> jax.Array:
   return lax.while_loop(lambda x: jnp.any(parent[x] != x), lambda x: parent[x], x)
 
 
-def _boruvka(u, v, value, slot, num_nodes: int) -> jax.Array:
-  """Minimum spanning forest of the multigraph with edges `(u[e], v[e])`.
+def _older(birth, a, b):
+  """Whether node `a`'s minimum is born before node `b`'s (`birth`: (value, tie))."""
+  value, tie = birth
+  return _grid.lex_less(value[a], tie[a], value[b], tie[b])
 
-  Edges are ordered by (value, slot), distinct within a component; `value` is
-  `inf` for padding. Returns `[num_nodes]` per node the index of the edge with
-  which its component hooked onto another (-1 for the final roots): those are
-  the forest's edges, each once.
+
+def _in_death_order(value, positive, birth_pixel, death_pixel, capacity: int):
+  """Per row of `[B, W]`, the pixels of the `positive` entries in (value, index) order.
+
+  Returns `[B, capacity]` births and deaths (-1 past them) and `[B]` counts
+  (the positive entries; those past `capacity` are not stored).
   """
-  ids = jnp.arange(num_nodes, dtype=jnp.int32)
-  edge_ids = jnp.arange(u.shape[0], dtype=jnp.int32)
+  batch, width = value.shape
+  chunk = min(_CHUNK, width)
+  count = jnp.sum(positive, axis=1, dtype=jnp.int32)
+  stored = jnp.minimum(count, capacity)
+  lanes = jnp.arange(batch, dtype=jnp.int32)[:, None]
+
+  def next_chunk(state):
+    keys, births, deaths, written = state
+    chunk_keys, chunk_index = lax.top_k(keys, chunk)
+    position = written[:, None] + jnp.arange(chunk, dtype=jnp.int32)[None, :]
+    out = jnp.where((chunk_keys > -jnp.inf) & (position < capacity),
+                    lanes * capacity + position, batch * capacity)
+    births = births.at[out].set(jnp.take_along_axis(birth_pixel, chunk_index, axis=1),
+                                mode="drop")
+    deaths = deaths.at[out].set(jnp.take_along_axis(death_pixel, chunk_index, axis=1),
+                                mode="drop")
+    keys = jnp.put_along_axis(keys, chunk_index, -jnp.inf, axis=1, inplace=False)
+    return keys, births, deaths, jnp.minimum(written + chunk, stored)
+
+  empty = jnp.full((batch * capacity,), -1, jnp.int32)
+  keys = jnp.where(positive, -value, -jnp.inf)
+  state = (keys, empty, empty, jnp.zeros((batch,), jnp.int32))
+  _, births, deaths, _ = lax.while_loop(lambda s: jnp.any(s[3] < stored), next_chunk, state)
+  return births.reshape(batch, capacity), deaths.reshape(batch, capacity), count
+
+
+def _sortable(value: jax.Array) -> jax.Array:
+  """int32 keys in the order of the float32 `value`s (-0.0 and 0.0 equal)."""
+  bits = lax.bitcast_convert_type(value, jnp.int32)
+  return jnp.where(value == 0, 0, jnp.where(bits < 0, bits ^ 0x7FFFFFFF, bits))
+
+
+def _elder_rounds(u, v, value, birth, *, batch: int):
+  """The elder rule in parallel rounds, for most edges of a graph.
+
+  Edges `(u[e], v[e])` are keyed by (value, index) (index order is the tie
+  order within an image); padding has value `inf`. Nodes are named by their
+  oldest basin, whose minimum `birth` gives. In a round every node takes its
+  lightest edge, its hook (a spanning-forest edge); hooks form trees whose
+  edges get lighter towards a pair of nodes that chose each other. A node is
+  alone until its hook, so it dies there if the other side then holds an
+  older minimum, which it does when a node on the other end's hook path (all
+  lighter hooks), or the pair at its end, is older. Dead nodes are contracted
+  into their hook's other end, which changes no other pair. Each round
+  removes about 2/3 of the nodes of smoothed maps and noise; rounds stop when
+  one shortens the longest list of undecided edges by less than
+  `_MIN_ROUND_PROGRESS` (a chain of ever older minima behind ever heavier
+  edges takes a round per node), and `_elder_sequential` finishes.
+
+  Returns `young` (per edge the node that dies there, -1 if none yet) and the
+  edges' endpoints as contracted nodes.
+  """
+  num_nodes, num_edges = birth[0].shape[0], u.shape[0]
+  nodes = jnp.arange(num_nodes, dtype=jnp.int32)
+  edges = jnp.arange(num_edges, dtype=jnp.int32)
   inf = jnp.array(jnp.inf, value.dtype)
 
+  def undecided(u, v, young):
+    live = (young < 0) & (value < inf) & (u != v)
+    return live, jnp.max(jnp.sum(live.reshape(batch, -1), axis=1))
+
+  key = _sortable(value)  # XLA:CPU's float scatter-min is 4x slower than int
+
   def round_(state):
-    component, forest_edge, _ = state
-    cu, cv = component[u], component[v]
-    active = (cu != cv) & (value < inf)
-    candidate = jnp.where(active, value, inf)
-    best_value = jnp.full((num_nodes,), inf).at[cu].min(candidate).at[cv].min(candidate)
-    on_u = active & (value == best_value[cu])
-    on_v = active & (value == best_value[cv])
-    best_slot = (jnp.full((num_nodes,), _INT_MAX, jnp.int32)
-                 .at[cu].min(jnp.where(on_u, slot, _INT_MAX))
-                 .at[cv].min(jnp.where(on_v, slot, _INT_MAX)))
-    # Keys are distinct, so each component's lightest edge is one list entry.
-    wins_u = on_u & (slot == best_slot[cu])
-    wins_v = on_v & (slot == best_slot[cv])
-    at_u = jnp.where(wins_u, cu, num_nodes)
-    at_v = jnp.where(wins_v, cv, num_nodes)
-    hook = ids.at[at_u].set(cv, mode="drop").at[at_v].set(cu, mode="drop")
-    chosen = (jnp.full((num_nodes,), -1, jnp.int32)
-              .at[at_u].set(edge_ids, mode="drop").at[at_v].set(edge_ids, mode="drop"))
-    # Two components that chose each other chose the same edge: the smaller id stays root.
-    mutual = (hook[hook] == ids) & (ids < hook)
-    hook = jnp.where(mutual, ids, hook)
-    child = hook != ids
-    # A component hooks once and is then absorbed, so its id can hold its edge.
-    forest_edge = jnp.where(child, chosen, forest_edge)
-    return _pointer_jump(hook)[component], forest_edge, jnp.any(child)
+    u, v, young, live, before, _ = state
+    # Per node its lightest live edge, if any.
+    candidate = jnp.where(live, key, _INT_MAX)
+    best = jnp.full((num_nodes,), _INT_MAX).at[u].min(candidate).at[v].min(candidate)
+    hook_edge = (jnp.full((num_nodes,), _INT_MAX, jnp.int32)
+                 .at[u].min(jnp.where(live & (key == best[u]), edges, _INT_MAX))
+                 .at[v].min(jnp.where(live & (key == best[v]), edges, _INT_MAX)))
+    hooked = hook_edge < _INT_MAX
+    edge = jnp.where(hooked, hook_edge, 0)
+    hook = jnp.where(hooked, u[edge] + v[edge] - nodes, nodes)
+    end = hooked & (hook[hook] == nodes) & (nodes < hook)
+    pointer = jnp.where(end, nodes, hook)
+    oldest = jnp.where(end & _older(birth, hook, nodes), hook, nodes)
 
-  state = (ids, jnp.full((num_nodes,), -1, jnp.int32), jnp.array(True))
-  return lax.while_loop(lambda s: s[2], round_, state)[1]
+    def jump(state):
+      pointer, oldest = state
+      oldest = jnp.where(_older(birth, oldest[pointer], oldest), oldest[pointer], oldest)
+      return pointer[pointer], oldest
+
+    # Pointer jumping for the oldest node on each hook path (the last jump
+    # leaves the path's end itself to fold in).
+    pointer, oldest = lax.while_loop(lambda s: jnp.any(s[0][s[0]] != s[0]), jump,
+                                     (pointer, oldest))
+    oldest = jump((pointer, oldest))[1]
+    dies = hooked & _older(birth, oldest[hook], nodes)
+    young = young.at[jnp.where(dies, edge, num_edges)].set(nodes, mode="drop")
+    into = _pointer_jump(jnp.where(dies, hook, nodes))
+    u, v = into[u], into[v]
+    live, after = undecided(u, v, young)
+    return u, v, young, live, after, before - after >= _MIN_ROUND_PROGRESS
+
+  young = jnp.full((num_edges,), -1, jnp.int32)
+  live, remaining = undecided(u, v, young)
+  state = (u, v, young, live, remaining, jnp.array(True))
+  u, v, young, _, _, _ = lax.while_loop(lambda s: (s[4] > 0) & s[5], round_, state)
+  return young, u, v
 
 
-def _reduced_h0(values, tie, root, keep, *, grid: _Grid, basin_cap: int, edge_cap: int,
+def _elder_sequential(u, v, value, young, birth, *, batch: int):
+  """The elder rule for the edges `_elder_rounds` left undecided, one at a time.
+
+  A union-find over the images in lockstep, the edges in (value, index) order
+  (`lax.top_k` of -value in chunks; ties go to the lower index). Returns
+  `young` completed.
+  """
+  num_nodes, num_edges = birth[0].shape[0], u.shape[0]
+  nodes = jnp.arange(num_nodes, dtype=jnp.int32)
+  width = num_edges // batch
+  edge_base = jnp.arange(batch, dtype=jnp.int32) * width
+
+  def merge(j, state):
+    chunk_keys, chunk_edges, parent, rank_, oldest, young = state
+    edge = edge_base + chunk_edges[:, j]
+    root_u, root_v = _find(parent, u[edge]), _find(parent, v[edge])
+    old_u, old_v = oldest[root_u], oldest[root_v]
+    u_older = _older(birth, old_u, old_v)
+    # Union by rank; the new root remembers the older minimum.
+    u_on_top = rank_[root_u] >= rank_[root_v]
+    top = jnp.where(u_on_top, root_u, root_v)
+    below = jnp.where(u_on_top, root_v, root_u)
+    joins = (chunk_keys[:, j] > -jnp.inf) & (root_u != root_v)
+    node_drop = jnp.where(joins, 0, num_nodes)
+    parent = parent.at[below + node_drop].set(top, mode="drop")
+    rank_ = rank_.at[top + node_drop].add((rank_[root_u] == rank_[root_v]).astype(jnp.int32),
+                                          mode="drop")
+    oldest = oldest.at[top + node_drop].set(jnp.where(u_older, old_u, old_v), mode="drop")
+    young = young.at[jnp.where(joins, edge, num_edges)].set(
+        jnp.where(u_older, old_v, old_u), mode="drop")
+    return chunk_keys, chunk_edges, parent, rank_, oldest, young
+
+  def next_chunk(state):
+    keys, parent, rank_, oldest, young = state
+    chunk_keys, chunk_edges = lax.top_k(keys, min(_SEQUENTIAL_CHUNK, width))
+    steps = jnp.max(jnp.sum(chunk_keys > -jnp.inf, axis=1))
+    state = (chunk_keys, chunk_edges, parent, rank_, oldest, young)
+    _, _, parent, rank_, oldest, young = lax.fori_loop(0, steps, merge, state)
+    keys = jnp.put_along_axis(keys, chunk_edges, -jnp.inf, axis=1, inplace=False)
+    return keys, parent, rank_, oldest, young
+
+  undecided = (young < 0) & (value < jnp.inf) & (u != v)
+  keys = jnp.where(undecided, -value, -jnp.inf).reshape(batch, width)
+  state = (keys, nodes, jnp.zeros_like(nodes), nodes, young)
+  return lax.while_loop(lambda s: jnp.any(s[0] > -jnp.inf), next_chunk, state)[-1]
+
+
+def _reduced_h0(values, root, keep, *, grid: _Grid, basin_cap: int, edge_cap: int,
                 capacity: int):
   """Steps 2-4 on compact arrays: per image `basin_cap` basins, `edge_cap` candidate edges.
 
   The caller guarantees both capacities hold every image's basins and candidates.
   Global basin id `b * basin_cap + i` is basin i of image b (in pixel order).
-  Returns `[B, capacity]` births, deaths (flat pixel indices) and `[B]` counts.
+  Returns `[B, capacity]` births, deaths (pixel indices), `[B]` counts and
+  `[B]` the pixel of each image's essential class.
   """
   batch, n = grid.batch, grid.size
-  flat_values, flat_tie = values.reshape(-1), tie.reshape(-1)
-  lanes = jnp.arange(batch, dtype=jnp.int32)
+  flat_values = values.reshape(-1)
+  lanes = jnp.arange(batch, dtype=jnp.int32)[:, None]
 
-  # Compact basin ids, in image order, and each basin's lowest pixel. The root
+  # Compact basin ids, in pixel order, and each basin's lowest pixel. The root
   # has the basin's minimum value, so only pixels on that floor can be lowest.
-  pixel_ids = grid.global_ids().reshape(batch, n)
-  roots = _pack(root.reshape(batch, n) == pixel_ids)
-  root_image = root.reshape(batch, n) // n
-  basin_of = (root_image * basin_cap
-              + _rank_in_row(roots, root.reshape(batch, n) % n)).reshape(-1)
+  ids = grid.global_ids().reshape(-1)
+  roots = _pack((root == ids).reshape(batch, n))
+  basin_of = root // n * basin_cap + _rank_in_row(roots, (root % n).reshape(batch, n)).reshape(-1)
   on_floor = flat_values == flat_values[root]
-  lowest_tie = jnp.full((batch * basin_cap,), _INT_MAX, jnp.int32).at[
-      jnp.where(on_floor, basin_of, batch * basin_cap)].min(flat_tie, mode="drop")
-  lowest = (lanes[:, None] * n + _grid.fortran_to_flat(
-      lowest_tie.reshape(batch, basin_cap), grid.shape)).reshape(-1)
+  lowest = jnp.full((batch * basin_cap,), _INT_MAX, jnp.int32).at[
+      jnp.where(on_floor, basin_of, batch * basin_cap)].min(ids, mode="drop")
+  used = lowest < _INT_MAX
+  lowest = jnp.where(used, lowest, 0)
+  birth = (jnp.where(used, flat_values[lowest], jnp.inf), lowest)
 
-  def edge_ends(rank, pixel):
-    """Global ids of the anchor and far pixel of the edges of type `rank` at `pixel`."""
-    anchor = lanes[:, None] * n + pixel
-    return anchor, anchor + grid.deltas()[rank]
-
-  # Candidate edges, entry (r, p) of row b being the edge of type r at pixel p.
+  # Candidate edges: entry r * N + p of row b is the edge of type r at pixel p,
+  # so entries come in tie-slot order.
   entry = _compact(_pack(keep.reshape(batch, -1)), edge_cap)
   is_edge = entry >= 0
   entry = jnp.maximum(entry, 0)
-  anchor, far = edge_ends(entry // n, entry % n)
-  far = jnp.where(is_edge, far, anchor)
-  value = jnp.where(is_edge, jnp.maximum(flat_values[anchor], flat_values[far]), jnp.inf)
-  slot = entry // n * n + flat_tie[anchor]
-  forest_edge = _boruvka(basin_of[anchor].reshape(-1), basin_of[far].reshape(-1),
-                         value.reshape(-1), slot.reshape(-1), batch * basin_cap)
-
-  # Each image's forest edges (they hang off its basins) by tie slot, then
-  # `top_k` of -value hands them out in increasing (value, slot) order: ties go
-  # to the lower index, which is the lower slot.
-  in_forest = forest_edge >= 0
-  forest_slot = jnp.sort(jnp.where(in_forest, slot.reshape(-1)[jnp.maximum(forest_edge, 0)],
-                                   _INT_MAX).reshape(batch, basin_cap), axis=1)
-  in_forest = forest_slot < _INT_MAX
-  forest_slot = jnp.where(in_forest, forest_slot, 0)
-  anchor, far = edge_ends(forest_slot // n,
-                          _grid.fortran_to_flat(forest_slot % n, grid.shape))
+  anchor = lanes * n + entry % n
+  far = jnp.where(is_edge, anchor + grid.deltas()[entry // n], anchor)
   anchor_value, far_value = flat_values[anchor], flat_values[far]
-  value = jnp.maximum(anchor_value, far_value)
-  keys = jnp.where(in_forest, -value, -jnp.inf)
-  value, u, v = value.reshape(-1), basin_of[anchor].reshape(-1), basin_of[far].reshape(-1)
-  death_pixel = jnp.where(far_value > anchor_value, far, anchor).reshape(-1)
-  chunk = min(_CHUNK, basin_cap)
-  edge_base = lanes * basin_cap
-  value_lowest, tie_lowest = flat_values[lowest], flat_tie[lowest]
+  value = jnp.where(is_edge, jnp.maximum(anchor_value, far_value), jnp.inf).reshape(-1)
+  death_pixel = jnp.where(far_value > anchor_value, far, anchor) - lanes * n
 
-  def merge(j, state):
-    chunk_keys, chunk_edges, parent, rank_, oldest, births, deaths, count = state
-    live = chunk_keys[:, j] > -jnp.inf
-    edge = edge_base + chunk_edges[:, j]
-    root_u, root_v = _find(parent, u[edge]), _find(parent, v[edge])
-    old_u, old_v = oldest[root_u], oldest[root_v]
-    u_older = _grid.lex_less(value_lowest[old_u], tie_lowest[old_u],
-                             value_lowest[old_v], tie_lowest[old_v])
-    young = jnp.where(u_older, old_v, old_u)
-    survivor = jnp.where(u_older, old_u, old_v)
-    # Union by rank; the new root remembers the older minimum.
-    u_on_top = rank_[root_u] >= rank_[root_v]
-    top = jnp.where(u_on_top, root_u, root_v)
-    below = jnp.where(u_on_top, root_v, root_u)
-    drop = jnp.where(live, 0, batch * basin_cap)
-    parent = parent.at[below + drop].set(top, mode="drop")
-    rank_ = rank_.at[top + drop].add((rank_[root_u] == rank_[root_v]).astype(jnp.int32),
-                                     mode="drop")
-    oldest = oldest.at[top + drop].set(survivor, mode="drop")
-    positive = live & (value_lowest[young] < value[edge])
-    out = jnp.where(positive & (count < capacity), lanes * capacity + count, batch * capacity)
-    births = births.at[out].set(lowest[young] - lanes * n, mode="drop")
-    deaths = deaths.at[out].set(death_pixel[edge] - lanes * n, mode="drop")
-    return (chunk_keys, chunk_edges, parent, rank_, oldest, births, deaths,
-            count + positive.astype(jnp.int32))
-
-  def next_chunk(state):
-    keys, parent, rank_, oldest, births, deaths, count = state
-    chunk_keys, chunk_edges = lax.top_k(keys, chunk)
-    steps = jnp.max(jnp.sum(chunk_keys > -jnp.inf, axis=1))
-    state = (chunk_keys, chunk_edges, parent, rank_, oldest, births, deaths, count)
-    _, _, parent, rank_, oldest, births, deaths, count = lax.fori_loop(0, steps, merge, state)
-    keys = jnp.put_along_axis(keys, chunk_edges, -jnp.inf, axis=1, inplace=False)
-    return keys, parent, rank_, oldest, births, deaths, count
-
-  basins = jnp.arange(batch * basin_cap, dtype=jnp.int32)
-  empty = jnp.full((batch * capacity,), -1, jnp.int32)
-  state = (keys, basins, jnp.zeros_like(basins), basins, empty, empty,
-           jnp.zeros((batch,), jnp.int32))
-  *_, births, deaths, count = lax.while_loop(
-      lambda s: jnp.any(s[0] > -jnp.inf), next_chunk, state)
-  return births.reshape(batch, capacity), deaths.reshape(batch, capacity), count
+  young, u, v = _elder_rounds(basin_of[anchor].reshape(-1), basin_of[far].reshape(-1),
+                              value, birth, batch=batch)
+  young = _elder_sequential(u, v, value, young, birth, batch=batch)
+  # Pairs of zero persistence are dropped.
+  positive = (young >= 0) & (birth[0][jnp.maximum(young, 0)] < value)
+  birth_pixel = lowest[jnp.maximum(young, 0)].reshape(batch, edge_cap) - lanes * n
+  births, deaths, count = _in_death_order(
+      value.reshape(batch, edge_cap), positive.reshape(batch, edge_cap), birth_pixel,
+      death_pixel, capacity)
+  # The essential class is born at the lowest pixel of the oldest basin.
+  birth_value = birth[0].reshape(batch, basin_cap)
+  oldest = jnp.min(birth_value, axis=1, keepdims=True)
+  essential = jnp.min(jnp.where(birth_value == oldest, lowest.reshape(batch, basin_cap),
+                                _INT_MAX), axis=1) - lanes[:, 0] * n
+  return births, deaths, count, essential
 
 
 def _capacity_tiers(grid: _Grid) -> list[tuple[int, int]]:
@@ -428,14 +526,6 @@ def _capacity_tiers(grid: _Grid) -> list[tuple[int, int]]:
   if grid.batch * n < _MIN_PIXELS_FOR_TIERS:
     return worst
   return [(math.ceil(n * b), math.ceil(n * e)) for b, e in _TIERS] + worst
-
-
-def _global_minimum(values, tie, grid: _Grid) -> jax.Array:
-  """`[B]` flat index of each image's lowest pixel in the (value, tie) order."""
-  axes = tuple(range(1, values.ndim))
-  lowest = jnp.min(values, axis=axes, keepdims=True)
-  fortran = jnp.min(jnp.where(values == lowest, tie, _INT_MAX), axis=axes)
-  return _grid.fortran_to_flat(fortran, grid.shape)
 
 
 def grid_h0(values: jax.Array, construction: str, capacity: int) -> H0Pairs:
@@ -450,16 +540,19 @@ def grid_h0(values: jax.Array, construction: str, capacity: int) -> H0Pairs:
     `H0Pairs` with leading axis B; pairs past `capacity` are counted, not stored.
   """
   shape = values.shape[1:]
-  grid = _Grid(values.shape[0], shape, _grid.edge_offsets(len(shape), construction))
-  tie = jnp.broadcast_to(_grid.fortran_index(shape), values.shape)
-  root = _attachment_roots(values, tie, grid)
-  keep = _candidate_edges(values, tie, root, grid)
+  ndim = len(shape)
+  # Reversed axes: C order is then the tie order (see the module docstring).
+  values = jnp.transpose(values, (0,) + tuple(range(ndim, 0, -1)))
+  offsets = tuple(offset[::-1] for offset in _grid.edge_offsets(ndim, construction))
+  grid = _Grid(values.shape[0], shape[::-1], offsets)
+  root = _attachment_roots(values, grid)
+  keep = _candidate_edges(values, root, grid)
   tiers = _capacity_tiers(grid)
   branches = [functools.partial(_reduced_h0, grid=grid, basin_cap=basin_cap,
                                 edge_cap=edge_cap, capacity=capacity)
               for basin_cap, edge_cap in tiers]
   if len(branches) == 1:
-    births, deaths, count = branches[0](values, tie, root, keep)
+    births, deaths, count, essential = branches[0](values, root, keep)
   else:
     ids = grid.global_ids().reshape(grid.batch, -1)
     num_basins = jnp.max(jnp.sum(root.reshape(grid.batch, -1) == ids, axis=1))
@@ -467,5 +560,9 @@ def grid_h0(values: jax.Array, construction: str, capacity: int) -> H0Pairs:
     too_small = [(num_basins > b) | (num_edges > e) for b, e in tiers[:-1]]
     # Tiers grow, so the first that fits is the number of those too small.
     tier = sum(t.astype(jnp.int32) for t in too_small)
-    births, deaths, count = lax.switch(tier, branches, values, tie, root, keep)
-  return H0Pairs(births, deaths, count, _global_minimum(values, tie, grid))
+    births, deaths, count, essential = lax.switch(tier, branches, values, root, keep)
+
+  def original(pixel):  # reversed-axes C order is the original's axis-0-fastest order
+    return jnp.where(pixel >= 0, _grid.fortran_to_flat(pixel, shape), -1)
+
+  return H0Pairs(original(births), original(deaths), count, original(essential))
