@@ -257,6 +257,11 @@ class _Packed(NamedTuple):
   words: jax.Array  # [B, W] uint32, entry i of a row is bit i % 32 of word i // 32
   before: jax.Array  # [B, W] int32, set entries of the row in earlier words
 
+  @property
+  def total(self) -> jax.Array:
+    """`[B]` set entries per row."""
+    return self.before[:, -1] + lax.population_count(self.words[:, -1]).astype(jnp.int32)
+
 
 def _pack(mask: jax.Array) -> _Packed:
   """Packs a `[B, L]` bool mask (`_Packed`)."""
@@ -296,8 +301,7 @@ def _compact(packed: _Packed, capacity: int) -> jax.Array:
     higher = rank >= low
     rank = jnp.where(higher, rank - low, rank)
     bit = jnp.where(higher, bit + width, bit)
-  total = packed.before[:, -1:] + lax.population_count(packed.words[:, -1:]).astype(jnp.int32)
-  return jnp.where(k < total, word_index * 32 + bit, -1)
+  return jnp.where(k < packed.total[:, None], word_index * 32 + bit, -1)
 
 
 def _find(parent: jax.Array, x: jax.Array) -> jax.Array:
@@ -466,12 +470,14 @@ def _elder_sequential(u, v, value, young, birth, *, batch: int):
   return lax.while_loop(lambda s: jnp.any(s[0] > -jnp.inf), next_chunk, state)[-1]
 
 
-def _reduced_h0(values, root, keep, *, grid: _Grid, basin_cap: int, edge_cap: int,
-                capacity: int):
+def _reduced_h0(values, root, lowest_at, roots: _Packed, candidates: _Packed, *, grid: _Grid,
+                basin_cap: int, edge_cap: int, capacity: int):
   """Steps 2-4 on compact arrays: per image `basin_cap` basins, `edge_cap` candidate edges.
 
-  The caller guarantees both capacities hold every image's basins and candidates.
-  Global basin id `b * basin_cap + i` is basin i of image b (in pixel order).
+  `roots` and `candidates` mark the basins' roots and the candidate edges;
+  `lowest_at` holds at each root its basin's lowest pixel. The caller
+  guarantees both capacities hold every image's basins and candidates. Global
+  basin id `b * basin_cap + i` is basin i of image b (in the order of roots).
   Returns `[B, capacity]` births, deaths (pixel indices), `[B]` counts and
   `[B]` the pixel of each image's essential class.
   """
@@ -479,21 +485,9 @@ def _reduced_h0(values, root, keep, *, grid: _Grid, basin_cap: int, edge_cap: in
   flat_values = values.reshape(-1)
   lanes = jnp.arange(batch, dtype=jnp.int32)[:, None]
 
-  # Compact basin ids, in pixel order, and each basin's lowest pixel. The root
-  # has the basin's minimum value, so only pixels on that floor can be lowest.
-  ids = grid.global_ids().reshape(-1)
-  roots = _pack((root == ids).reshape(batch, n))
-  basin_of = root // n * basin_cap + _rank_in_row(roots, (root % n).reshape(batch, n)).reshape(-1)
-  on_floor = flat_values == flat_values[root]
-  lowest = jnp.full((batch * basin_cap,), _INT_MAX, jnp.int32).at[
-      jnp.where(on_floor, basin_of, batch * basin_cap)].min(ids, mode="drop")
-  used = lowest < _INT_MAX
-  lowest = jnp.where(used, lowest, 0)
-  birth = (jnp.where(used, flat_values[lowest], jnp.inf), lowest)
-
   # Candidate edges: entry r * N + p of row b is the edge of type r at pixel p,
-  # so entries come in tie-slot order.
-  entry = _compact(_pack(keep.reshape(batch, -1)), edge_cap)
+  # so entries come in tie-slot order. Padding entries are loops at pixel 0.
+  entry = _compact(candidates, edge_cap)
   is_edge = entry >= 0
   entry = jnp.maximum(entry, 0)
   anchor = lanes * n + entry % n
@@ -502,8 +496,18 @@ def _reduced_h0(values, root, keep, *, grid: _Grid, basin_cap: int, edge_cap: in
   value = jnp.where(is_edge, jnp.maximum(anchor_value, far_value), jnp.inf).reshape(-1)
   death_pixel = jnp.where(far_value > anchor_value, far, anchor) - lanes * n
 
-  young, u, v = _elder_rounds(basin_of[anchor].reshape(-1), basin_of[far].reshape(-1),
-                              value, birth, batch=batch)
+  # The edges' ends as compact basin ids, and those basins' births (every
+  # basin has a candidate edge, or is alone in its image with pixel 0).
+  end_roots = jnp.concatenate([root[anchor], root[far]], axis=1)
+  ends = (lanes * basin_cap + _rank_in_row(roots, end_roots - lanes * n)).reshape(-1)
+  end_roots = end_roots.reshape(-1)
+  num_nodes = batch * basin_cap
+  lowest = jnp.zeros((num_nodes,), jnp.int32).at[ends].set(lowest_at[end_roots])
+  birth = (jnp.full((num_nodes,), jnp.inf, values.dtype).at[ends].set(flat_values[end_roots]),
+           lowest)
+  u, v = jnp.split(ends.reshape(batch, 2 * edge_cap), 2, axis=1)
+
+  young, u, v = _elder_rounds(u.reshape(-1), v.reshape(-1), value, birth, batch=batch)
   young = _elder_sequential(u, v, value, young, birth, batch=batch)
   # Pairs of zero persistence are dropped.
   positive = (young >= 0) & (birth[0][jnp.maximum(young, 0)] < value)
@@ -547,20 +551,27 @@ def grid_h0(values: jax.Array, construction: str, capacity: int) -> H0Pairs:
   grid = _Grid(values.shape[0], shape[::-1], offsets)
   root = _attachment_roots(values, grid)
   keep = _candidate_edges(values, root, grid)
+  # Each basin's lowest pixel, at its root. The root has the basin's minimum
+  # value, so only pixels on that floor can be lowest.
+  ids = jnp.arange(grid.batch * grid.size, dtype=jnp.int32)
+  flat_values = values.reshape(-1)
+  on_floor = flat_values == flat_values[root]
+  lowest_at = jnp.full(ids.shape, _INT_MAX, jnp.int32).at[
+      jnp.where(on_floor, root, ids.size)].min(ids, mode="drop")
+  packed = (_pack((root == ids).reshape(grid.batch, -1)), _pack(keep.reshape(grid.batch, -1)))
   tiers = _capacity_tiers(grid)
   branches = [functools.partial(_reduced_h0, grid=grid, basin_cap=basin_cap,
                                 edge_cap=edge_cap, capacity=capacity)
               for basin_cap, edge_cap in tiers]
   if len(branches) == 1:
-    births, deaths, count, essential = branches[0](values, root, keep)
+    births, deaths, count, essential = branches[0](values, root, lowest_at, *packed)
   else:
-    ids = grid.global_ids().reshape(grid.batch, -1)
-    num_basins = jnp.max(jnp.sum(root.reshape(grid.batch, -1) == ids, axis=1))
-    num_edges = jnp.max(jnp.sum(keep.reshape(grid.batch, -1), axis=1))
+    num_basins, num_edges = (jnp.max(p.total) for p in packed)
     too_small = [(num_basins > b) | (num_edges > e) for b, e in tiers[:-1]]
     # Tiers grow, so the first that fits is the number of those too small.
     tier = sum(t.astype(jnp.int32) for t in too_small)
-    births, deaths, count, essential = lax.switch(tier, branches, values, root, keep)
+    births, deaths, count, essential = lax.switch(tier, branches, values, root, lowest_at,
+                                                  *packed)
 
   def original(pixel):  # reversed-axes C order is the original's axis-0-fastest order
     return jnp.where(pixel >= 0, _grid.fortran_to_flat(pixel, shape), -1)
