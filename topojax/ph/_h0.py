@@ -115,8 +115,10 @@ def _pointer_jump(pointer: jax.Array) -> jax.Array:
   """Follows `pointer` to its fixed points (a forest of trees, roots on themselves)."""
   def body(state):
     pointer, _ = state
-    jumped = pointer[pointer]
-    return jumped, jnp.any(jumped != pointer)
+    # Two jumps per test: the test costs as much as a jump.
+    once = pointer[pointer]
+    twice = once[once]
+    return twice, jnp.any(twice != once)
   return lax.while_loop(lambda s: s[1], body, (pointer, jnp.array(True)))[0]
 
 
@@ -144,10 +146,10 @@ def _attachment_roots(values, grid: _Grid) -> jax.Array:
   value (not always its lowest tie).
   """
   n = grid.size
-  ids = grid.global_ids()
   pixel = grid.pixel_ids()
 
   def attach(values):
+    ids = grid.global_ids()  # here, not captured: XLA would write it out
     padded_values = grid.pad(values, jnp.array(jnp.inf, values.dtype))
     first_slot = jnp.full(values.shape, _INT_MAX, jnp.int32)
     for rank, sign, offset in _grid.all_offsets(grid.offsets):
@@ -163,8 +165,8 @@ def _attachment_roots(values, grid: _Grid) -> jax.Array:
 
   # NaN compares false everywhere: then every pixel is its own root.
   live = values.reshape(-1)[0] == values.reshape(-1)[0]
-  attach = _materialised(live, attach, lambda _: ids.reshape(-1), values)
-  ids = ids.reshape(-1)
+  ids = jnp.arange(grid.batch * n, dtype=jnp.int32)
+  attach = _materialised(live, attach, lambda _: ids, values)
   mutual = (attach[attach] == ids) & (ids < attach)
   return _pointer_jump(jnp.where(mutual, ids, attach))
 
@@ -240,16 +242,21 @@ def _candidate_edges(values, root, grid: _Grid) -> jax.Array:
       unbeaten.append(~beaten)
     return tuple(unbeaten)
 
+  def both_ends(unbeaten):
+    """An edge is kept when it survives at both of its ends."""
+    return jnp.stack([
+        unbeaten[2 * rank] & grid.shifted(grid.pad(unbeaten[2 * rank + 1], False), offset)
+        for rank, offset in enumerate(grid.offsets)], axis=1)
+
   basin = root.reshape(values.shape)
   live = root[0] == root[root[0]]  # always: roots are fixed points
   unbeaten = _materialised(
       live, unbeaten_ends, lambda *_: (jnp.zeros(values.shape, bool),) * len(directions),
       values, basin)
-  keep = []
-  for rank, offset in enumerate(grid.offsets):
-    at_far = grid.shifted(grid.pad(unbeaten[2 * rank + 1], False), offset)
-    keep.append(unbeaten[2 * rank] & at_far)
-  return jnp.stack(keep, axis=1)
+  # Written out too: fused into the packing that follows it is 3x slower.
+  return _materialised(live, both_ends,
+                       lambda _: jnp.zeros((grid.batch, len(grid.offsets)) + grid.shape, bool),
+                       unbeaten)
 
 
 class _Packed(NamedTuple):
@@ -546,7 +553,13 @@ def grid_h0(values: jax.Array, construction: str, capacity: int) -> H0Pairs:
   shape = values.shape[1:]
   ndim = len(shape)
   # Reversed axes: C order is then the tie order (see the module docstring).
-  values = jnp.transpose(values, (0,) + tuple(range(ndim, 0, -1)))
+  # Written out once: XLA would otherwise fuse the transposition (and the
+  # caller's preprocessing) into every gather from it.
+  # Flat, so that XLA cannot make the transposition a mere change of layout.
+  values = _materialised(
+      values.reshape(-1)[0] == values.reshape(-1)[0],
+      lambda v: jnp.transpose(v, (0,) + tuple(range(ndim, 0, -1))).reshape(-1),
+      lambda v: jnp.zeros(v.size, v.dtype), values).reshape(values.shape[:1] + shape[::-1])
   offsets = tuple(offset[::-1] for offset in _grid.edge_offsets(ndim, construction))
   grid = _Grid(values.shape[0], shape[::-1], offsets)
   root = _attachment_roots(values, grid)
