@@ -58,6 +58,10 @@ _SEQUENTIAL_CHUNK = 64
 # edges by at least this many (a round costs about as much as that many
 # sequential steps).
 _MIN_ROUND_PROGRESS = 8
+# Elder-rule rounds move their survivors to arrays this many times smaller,
+# down to this many nodes per image.
+_NODE_SHRINK = 8
+_MIN_NODE_WIDTH = 32
 # Below this many pixels per batch one (worst-case) capacity is cheap enough.
 _MIN_PIXELS_FOR_TIERS = 1 << 14
 
@@ -380,19 +384,32 @@ def _elder_rounds(u, v, value, birth, *, batch: int):
   Returns `young` (per edge the node that dies there, -1 if none yet) and the
   edges' endpoints as contracted nodes.
   """
-  num_nodes, num_edges = birth[0].shape[0], u.shape[0]
+  key = _sortable(value)  # XLA:CPU's float scatter-min is 4x slower than int
+  young = jnp.full(u.shape, -1, jnp.int32)
+  origin = jnp.arange(birth[0].shape[0], dtype=jnp.int32)
+  return _rounds_from(u, v, key, young, birth, origin, batch=batch)
+
+
+def _rounds_from(u, v, key, young, birth, origin, *, batch: int):
+  """`_elder_rounds` on nodes `[batch * width]`, moving to `width / _NODE_SHRINK` when they fit.
+
+  Most nodes die in the first rounds, and the per-node work (pointer jumping
+  along hook paths) is most of a round's, so the survivors are renumbered into
+  ever smaller arrays. `origin` maps nodes to the caller's ids, in which
+  `young` and the returned endpoints are given.
+  """
+  num_nodes, num_edges = origin.shape[0], u.shape[0]
+  width = num_nodes // batch
+  smaller = width // _NODE_SHRINK
   nodes = jnp.arange(num_nodes, dtype=jnp.int32)
   edges = jnp.arange(num_edges, dtype=jnp.int32)
-  inf = jnp.array(jnp.inf, value.dtype)
 
   def undecided(u, v, young):
-    live = (young < 0) & (value < inf) & (u != v)
+    live = (young < 0) & (key < _INT_MAX) & (u != v)
     return live, jnp.max(jnp.sum(live.reshape(batch, -1), axis=1))
 
-  key = _sortable(value)  # XLA:CPU's float scatter-min is 4x slower than int
-
   def round_(state):
-    u, v, young, live, before, _ = state
+    u, v, young, live, _, before, _ = state
     # Per node its lightest live edge, if any.
     candidate = jnp.where(live, key, _INT_MAX)
     best = jnp.full((num_nodes,), _INT_MAX).at[u].min(candidate).at[v].min(candidate)
@@ -417,17 +434,43 @@ def _elder_rounds(u, v, value, birth, *, batch: int):
                                      (pointer, oldest))
     oldest = jump((pointer, oldest))[1]
     dies = hooked & _older(birth, oldest[hook], nodes)
-    young = young.at[jnp.where(dies, edge, num_edges)].set(nodes, mode="drop")
+    young = young.at[jnp.where(dies, edge, num_edges)].set(origin, mode="drop")
     into = _pointer_jump(jnp.where(dies, hook, nodes))
     u, v = into[u], into[v]
     live, after = undecided(u, v, young)
-    return u, v, young, live, after, before - after >= _MIN_ROUND_PROGRESS
+    # Survivors that had an edge (a superset of those that still have one).
+    alive = hooked & ~dies
+    most_alive = jnp.max(jnp.sum(alive.reshape(batch, -1), axis=1))
+    return u, v, young, live, (alive, most_alive), after, before - after >= _MIN_ROUND_PROGRESS
 
-  young = jnp.full((num_edges,), -1, jnp.int32)
   live, remaining = undecided(u, v, young)
-  state = (u, v, young, live, remaining, jnp.array(True))
-  u, v, young, _, _, _ = lax.while_loop(lambda s: (s[4] > 0) & s[5], round_, state)
-  return young, u, v
+  everyone = (jnp.ones((num_nodes,), bool), jnp.array(width, jnp.int32))
+  state = (u, v, young, live, everyone, remaining, jnp.array(True))
+  goes_on = lambda s: (s[5] > 0) & s[6] & (s[4][1] > (smaller if smaller >= _MIN_NODE_WIDTH else 0))
+  u, v, young, live, (alive, most_alive), remaining, _ = lax.while_loop(goes_on, round_, state)
+  if smaller < _MIN_NODE_WIDTH:
+    return young, origin[u], origin[v]
+
+  def shrink(u, v, young, live, alive):
+    packed = _pack(alive.reshape(batch, width))
+    old = _compact(packed, smaller)
+    lanes = jnp.arange(batch, dtype=jnp.int32)[:, None]
+    old_ids = (lanes * width + jnp.maximum(old, 0)).reshape(-1)
+    birth_ = (jnp.where(old.reshape(-1) >= 0, birth[0][old_ids], jnp.inf), birth[1][old_ids])
+
+    def renumber(x):  # dead ends of decided edges land on each image's first node
+      x = x.reshape(batch, -1)
+      return jnp.where(live.reshape(batch, -1),
+                       lanes * smaller + _rank_in_row(packed, x - lanes * width),
+                       lanes * smaller).reshape(-1)
+    return _rounds_from(renumber(u), renumber(v), key, young, birth_, origin[old_ids],
+                        batch=batch)
+
+  def stay(u, v, young, live, alive):
+    return young, origin[u], origin[v]
+
+  return lax.cond((most_alive <= smaller) & (remaining > 0), shrink, stay,
+                  u, v, young, live, alive)
 
 
 def _elder_sequential(u, v, value, young, birth, *, batch: int):
