@@ -12,7 +12,7 @@ from jax import lax
 
 from topojax.ph import _grid
 from topojax.ph._diagram import Diagram, concatenate, gather_values
-from topojax.ph._h0 import grid_h0
+from topojax.ph._h0 import grid_h0, reverse_axes
 
 _FILTRATIONS = ("sublevel", "superlevel")
 _CONSTRUCTIONS = ("V", "T")
@@ -92,14 +92,16 @@ def _pairing(shape, construction, dims, capacity):
 
   def batched(x):
     out = {}
+    reversed_x = reverse_axes(x)  # the tie order's layout, for both filtrations
     if 0 in dims:
-      h0 = grid_h0(x, construction, capacity[0] - 1)
+      h0 = grid_h0(reversed_x, construction, capacity[0] - 1, axes_reversed=True)
       out[0] = (h0.birth, h0.death, h0.count, h0.essential)
     if ndim - 1 in dims:
       # Alexander duality: H_{d-1}(x) = H0 of -x padded with a ring at -inf, in
       # the other connectivity; birth and death cells swap.
-      dual = jnp.pad(-x, [(0, 0)] + [(1, 1)] * ndim, constant_values=-jnp.inf)
-      hd = grid_h0(dual, _grid.dual_construction(construction), capacity[ndim - 1])
+      dual = jnp.pad(-reversed_x, [(0, 0)] + [(1, 1)] * ndim, constant_values=-jnp.inf)
+      hd = grid_h0(dual, _grid.dual_construction(construction), capacity[ndim - 1],
+                   axes_reversed=True)
       valid = jnp.arange(capacity[ndim - 1])[None, :] < hd.count[:, None]
       birth = jnp.where(valid, _unpad(hd.death, shape), -1)
       death = jnp.where(valid, _unpad(hd.birth, shape), -1)

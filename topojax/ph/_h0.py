@@ -60,8 +60,8 @@ _SEQUENTIAL_CHUNK = 64
 _MIN_ROUND_PROGRESS = 8
 # Elder-rule rounds move their survivors to arrays this many times smaller,
 # down to this many nodes per image.
-_NODE_SHRINK = 8
-_MIN_NODE_WIDTH = 32
+_NODE_SHRINK = 16
+_MIN_NODE_WIDTH = 64
 # Below this many pixels per batch one (worst-case) capacity is cheap enough.
 _MIN_PIXELS_FOR_TIERS = 1 << 14
 
@@ -138,6 +138,14 @@ def _materialised(live, fn, fallback, *args):
   return lax.cond(live, fn, fallback, *args)
 
 
+def _true_at_run_time(values: jax.Array) -> jax.Array:
+  """A predicate for `_materialised` that XLA cannot fold: the central pixel of
+  image 0 equals itself (a padded ring's constant could be folded; NaN, which
+  no caller passes, would give the fallback)."""
+  center = values[(0,) + tuple(n // 2 for n in values.shape[1:])]
+  return center == center
+
+
 def _attachment_roots(values, grid: _Grid) -> jax.Array:
   """`[B * N]` each pixel's basin, named by the root of its attachment tree.
 
@@ -167,8 +175,7 @@ def _attachment_roots(values, grid: _Grid) -> jax.Array:
     far = jnp.where(anchor == pixel, pixel + forward, anchor)
     return jnp.where(first_slot < _INT_MAX, ids - pixel + far, ids).reshape(-1)
 
-  # NaN compares false everywhere: then every pixel is its own root.
-  live = values.reshape(-1)[0] == values.reshape(-1)[0]
+  live = _true_at_run_time(values)
   ids = jnp.arange(grid.batch * n, dtype=jnp.int32)
   attach = _materialised(live, attach, lambda _: ids, values)
   mutual = (attach[attach] == ids) & (ids < attach)
@@ -582,27 +589,41 @@ def _capacity_tiers(grid: _Grid) -> list[tuple[int, int]]:
   return [(math.ceil(n * b), math.ceil(n * e)) for b, e in _TIERS] + worst
 
 
-def grid_h0(values: jax.Array, construction: str, capacity: int) -> H0Pairs:
+def reverse_axes(values: jax.Array) -> jax.Array:
+  """`[B, *shape]` -> `[B, *reversed(shape)]`, written out once, for `grid_h0`.
+
+  Written out: XLA would otherwise fuse the transposition (and the caller's
+  preprocessing) into every gather from it; flat, so that XLA cannot turn the
+  transposition into a mere change of layout.
+  """
+  ndim = values.ndim - 1
+  reversed_shape = values.shape[:1] + values.shape[1:][::-1]
+  return _materialised(
+      _true_at_run_time(values),
+      lambda v: jnp.transpose(v, (0,) + tuple(range(ndim, 0, -1))).reshape(-1),
+      lambda v: jnp.zeros(v.size, v.dtype), values).reshape(reversed_shape)
+
+
+def grid_h0(values: jax.Array, construction: str, capacity: int, *,
+            axes_reversed: bool = False) -> H0Pairs:
   """Finite H0 pairs of the sublevel filtrations of a batch of images.
 
   Args:
     values: `[B, *shape]` floating, no NaN; `-inf` allowed (the dual's ring).
     construction: "V" (face connectivity) or "T" (corner connectivity).
     capacity: pair slots per image.
+    axes_reversed: `values` are `reverse_axes` of the images (callers that
+      run several filtrations of one image transpose it once).
 
   Returns:
-    `H0Pairs` with leading axis B; pairs past `capacity` are counted, not stored.
+    `H0Pairs` with leading axis B, pixels as C-order indices into the images;
+    pairs past `capacity` are counted, not stored.
   """
-  shape = values.shape[1:]
-  ndim = len(shape)
   # Reversed axes: C order is then the tie order (see the module docstring).
-  # Written out once: XLA would otherwise fuse the transposition (and the
-  # caller's preprocessing) into every gather from it.
-  # Flat, so that XLA cannot make the transposition a mere change of layout.
-  values = _materialised(
-      values.reshape(-1)[0] == values.reshape(-1)[0],
-      lambda v: jnp.transpose(v, (0,) + tuple(range(ndim, 0, -1))).reshape(-1),
-      lambda v: jnp.zeros(v.size, v.dtype), values).reshape(values.shape[:1] + shape[::-1])
+  if not axes_reversed:
+    values = reverse_axes(values)
+  shape = values.shape[1:][::-1]
+  ndim = len(shape)
   offsets = tuple(offset[::-1] for offset in _grid.edge_offsets(ndim, construction))
   grid = _Grid(values.shape[0], shape[::-1], offsets)
   root = _attachment_roots(values, grid)
