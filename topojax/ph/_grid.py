@@ -7,12 +7,15 @@ its two pixels.
 
 Ties are broken by two fixed orders, chosen to reproduce cripser's 2D V output:
 
-* pixels by `(value, fortran_index)`, where `fortran_index` runs fastest along
-  axis 0 (cripser's `x + nx * y + nx * ny * z`);
-* edges by `(value, edge type, fortran_index of the edge's anchor pixel)`, the
+* pixels by (value, Fortran index), the index that runs fastest along axis 0
+  (cripser's `x + nx * y + nx * ny * z`);
+* edges by (value, edge type, Fortran index of the edge's anchor pixel), the
   anchor being the pixel the forward offset starts from. Types are numbered as
   in cripser (`dense_cubical_grids`), so an edge's tie key is
   `type_rank * num_pixels + fortran_index(anchor)`.
+
+`_h0` works on the images with their axes reversed, where C order is the
+Fortran order of the original.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Exact H0 persistence of a pixel graph, data-parallel but for a short tail.
 
-Algorithm (one `jit`, no host callback, no sort):
+Algorithm (one `jit`, no host callback, no full sort):
 
 1. **Basins.** Every pixel is attached through the first edge Kruskal would
    give it (see `_attachment_roots`); pointer jumping gives each pixel its
@@ -15,9 +15,11 @@ Algorithm (one `jit`, no host callback, no sort):
 3. **Elder rule in parallel rounds** on that list (`_elder_rounds`): every
    basin takes its lightest edge; one whose other side already holds an older
    minimum dies there and is contracted. Each round removes about 2/3 of the
-   basins; rounds stop when they stop paying.
-4. **The tail** (`_elder_sequential`): a union-find over the few edges left
-   (≈ 1 % of the basins), in (value, tie slot) order, the images in lockstep.
+   basins, and the survivors move to ever smaller arrays; rounds stop when
+   they stop paying (about 10 rounds decide every edge of a smoothed map).
+4. **The tail** (`_elder_sequential`): a union-find over the edges left (none
+   or a few dozen per image, unless minima are chained so that every round
+   decides only one), in (value, tie slot) order, the images in lockstep.
 
 Each merge kills the component with the younger minimum: the pair is
 (that minimum, the pixel of the merging edge with the larger value — the edge's
