@@ -46,6 +46,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from topojax._src import xla
 from topojax.ph import _grid
 
 _INT_MAX = jnp.iinfo(jnp.int32).max
@@ -128,22 +129,10 @@ def _pointer_jump(pointer: jax.Array) -> jax.Array:
   return lax.while_loop(lambda s: s[1], body, (pointer, jnp.array(True)))[0]
 
 
-def _materialised(live, fn, fallback, *args):
-  """`fn(*args)` behind a conditional that is always taken (`live` is true).
-
-  XLA:CPU fuses a stencil into whatever reads it, and a gather or a shifted
-  read then recomputes the whole stencil per element read (10x slower here). A
-  conditional's outputs are buffers, so `fn` runs once per pixel. `live` must
-  be a run-time value so the conditional is not folded away; `fallback` gives
-  the (never used) outputs of the other branch.
-  """
-  return lax.cond(live, fn, fallback, *args)
-
-
 def _true_at_run_time(values: jax.Array) -> jax.Array:
-  """A predicate for `_materialised` that XLA cannot fold: the central pixel of
+  """A predicate for `xla.materialised` that XLA cannot fold: the central pixel of
   image 0 equals itself (a padded ring's constant could be folded; NaN, which
-  no caller passes, would give the fallback)."""
+  no caller passes, would take the branch of zeros)."""
   center = values[(0,) + tuple(n // 2 for n in values.shape[1:])]
   return center == center
 
@@ -179,7 +168,7 @@ def _attachment_roots(values, grid: _Grid) -> jax.Array:
 
   live = _true_at_run_time(values)
   ids = jnp.arange(grid.batch * n, dtype=jnp.int32)
-  attach = _materialised(live, attach, lambda _: ids, values)
+  attach = xla.materialised(live, attach, values)
   mutual = (attach[attach] == ids) & (ids < attach)
   return _pointer_jump(jnp.where(mutual, ids, attach))
 
@@ -263,13 +252,9 @@ def _candidate_edges(values, root, grid: _Grid) -> jax.Array:
 
   basin = root.reshape(values.shape)
   live = root[0] == root[root[0]]  # always: roots are fixed points
-  unbeaten = _materialised(
-      live, unbeaten_ends, lambda *_: (jnp.zeros(values.shape, bool),) * len(directions),
-      values, basin)
+  unbeaten = xla.materialised(live, unbeaten_ends, values, basin)
   # Written out too: fused into the packing that follows it is 3x slower.
-  return _materialised(live, both_ends,
-                       lambda _: jnp.zeros((grid.batch, len(grid.offsets)) + grid.shape, bool),
-                       unbeaten)
+  return xla.materialised(live, both_ends, unbeaten)
 
 
 class _Packed(NamedTuple):
@@ -600,10 +585,10 @@ def reverse_axes(values: jax.Array) -> jax.Array:
   """
   ndim = values.ndim - 1
   reversed_shape = values.shape[:1] + values.shape[1:][::-1]
-  return _materialised(
+  return xla.materialised(
       _true_at_run_time(values),
       lambda v: jnp.transpose(v, (0,) + tuple(range(ndim, 0, -1))).reshape(-1),
-      lambda v: jnp.zeros(v.size, v.dtype), values).reshape(reversed_shape)
+      values).reshape(reversed_shape)
 
 
 def grid_h0(values: jax.Array, construction: str, capacity: int, *,

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from topojax._src import checks
+from topojax._src import checks, xla
 
 
 def _neighbours(x: jax.Array, axis: int, fill: float) -> tuple[jax.Array, jax.Array]:
@@ -174,19 +174,6 @@ def _soft_skeleton_fwd(x, num_iter, ndim):
   return _skeleton_forward(x, num_iter, ndim, keep_residuals=True)
 
 
-def _materialised(live, fn, *args):
-  """fn(*args) behind a conditional that is always taken.
-
-  XLA:CPU fuses a stencil into the stencil that reads it and then recomputes it
-  for every shifted read; a conditional's outputs are buffers, so each backward
-  stage below runs once per pixel (2.5x faster than one fused body). `live` is a
-  run-time value so the conditional cannot be folded away.
-  """
-  def skipped(*args):
-    return jax.tree_util.tree_map(jnp.zeros_like, jax.eval_shape(fn, *args))
-  return lax.cond(live, fn, skipped, *args)
-
-
 def _skeleton_step_transpose(skel_bar, skel_prev, x, opened):
   """Cotangents of S_{k-1} and of diff = x_k - O(x_k) through one update."""
   zero = jnp.zeros_like(skel_bar)
@@ -211,15 +198,15 @@ def _soft_skeleton_bwd(num_iter, ndim, residuals, skel_bar):
     skel_bar, pending_eroded_bar, pending_diff_bar, x, x_next, x_next2 = carry
     k, skel_prev = inputs
     live = k >= 0
-    x_bar_next = _materialised(
+    x_bar_next = xla.materialised(
         live, lambda g, d, x, e: d + _erode_transpose(g, x, e, ndim),
         pending_eroded_bar, pending_diff_bar, x_next, x_next2)
-    stages = _materialised(live, lambda e: _dilate_stages(e, ndim), x_next)
-    skel_prev_bar, diff_bar = _materialised(
+    stages = xla.materialised(live, lambda e: _dilate_stages(e, ndim), x_next)
+    skel_prev_bar, diff_bar = xla.materialised(
         live, _skeleton_step_transpose, skel_bar, skel_prev, x, stages[-1])
     opened_bar = -diff_bar
     for i, axis in reversed(list(enumerate(axes))):  # undo the separable max
-      opened_bar = _materialised(
+      opened_bar = xla.materialised(
           live, lambda g, a, b, axis=axis: _route_to_first_extremum(
               g, b, _pool3_candidates(a, axis, -jnp.inf)),
           opened_bar, stages[i], stages[i + 1])
