@@ -197,7 +197,6 @@ def _candidate_edges(values, root, grid: _Grid) -> jax.Array:
   n = grid.size
   inf = jnp.array(jnp.inf, values.dtype)
   directions = [offset for _, _, offset in _grid.all_offsets(grid.offsets)]
-
   pixel = grid.pixel_ids()
 
   def unbeaten_ends(values, basin):
@@ -251,7 +250,7 @@ def _candidate_edges(values, root, grid: _Grid) -> jax.Array:
         for rank, offset in enumerate(grid.offsets)], axis=1)
 
   basin = root.reshape(values.shape)
-  live = root[0] == root[root[0]]  # always: roots are fixed points
+  live = _true_at_run_time(values)
   unbeaten = xla.materialised(live, unbeaten_ends, values, basin)
   # Written out too: fused into the packing that follows it is 3x slower.
   return xla.materialised(live, both_ends, unbeaten)
@@ -314,6 +313,19 @@ def _find(parent: jax.Array, x: jax.Array) -> jax.Array:
   return lax.while_loop(lambda x: jnp.any(parent[x] != x), lambda x: parent[x], x)
 
 
+def _undecided(u, v, young, value):
+  """Edges no rule has decided yet: real, unpaired, between two distinct nodes."""
+  return (young < 0) & (value < jnp.inf) & (u != v)
+
+
+def _next_chunk(keys: jax.Array, k: int):
+  """The `k` largest keys per row (ties: lower index first), their indices, and
+  `keys` with them taken out."""
+  chunk_keys, chunk_index = lax.top_k(keys, k)
+  return chunk_keys, chunk_index, jnp.put_along_axis(keys, chunk_index, -jnp.inf, axis=1,
+                                                     inplace=False)
+
+
 def _older(birth, a, b):
   """Whether node `a`'s minimum is born before node `b`'s (`birth`: (value, tie))."""
   value, tie = birth
@@ -334,7 +346,7 @@ def _in_death_order(value, positive, birth_pixel, death_pixel, capacity: int):
 
   def next_chunk(state):
     keys, births, deaths, written = state
-    chunk_keys, chunk_index = lax.top_k(keys, chunk)
+    chunk_keys, chunk_index, keys = _next_chunk(keys, chunk)
     position = written[:, None] + jnp.arange(chunk, dtype=jnp.int32)[None, :]
     out = jnp.where((chunk_keys > -jnp.inf) & (position < capacity),
                     lanes * capacity + position, batch * capacity)
@@ -342,7 +354,6 @@ def _in_death_order(value, positive, birth_pixel, death_pixel, capacity: int):
                                 mode="drop")
     deaths = deaths.at[out].set(jnp.take_along_axis(death_pixel, chunk_index, axis=1),
                                 mode="drop")
-    keys = jnp.put_along_axis(keys, chunk_index, -jnp.inf, axis=1, inplace=False)
     return keys, births, deaths, jnp.minimum(written + chunk, stored)
 
   empty = jnp.full((batch * capacity,), -1, jnp.int32)
@@ -381,10 +392,10 @@ def _elder_rounds(u, v, value, birth, *, batch: int):
   key = _sortable(value)  # XLA:CPU's float scatter-min is 4x slower than int
   young = jnp.full(u.shape, -1, jnp.int32)
   origin = jnp.arange(birth[0].shape[0], dtype=jnp.int32)
-  return _rounds_from(u, v, key, young, birth, origin, batch=batch)
+  return _rounds_from(u, v, value, key, young, birth, origin, batch=batch)
 
 
-def _rounds_from(u, v, key, young, birth, origin, *, batch: int):
+def _rounds_from(u, v, value, key, young, birth, origin, *, batch: int):
   """`_elder_rounds` on nodes `[batch * width]`, moving to `width / _NODE_SHRINK` when they fit.
 
   Most nodes die in the first rounds, and the per-node work (pointer jumping
@@ -395,11 +406,12 @@ def _rounds_from(u, v, key, young, birth, origin, *, batch: int):
   num_nodes, num_edges = origin.shape[0], u.shape[0]
   width = num_nodes // batch
   smaller = width // _NODE_SHRINK
+  last = smaller < _MIN_NODE_WIDTH  # the last size: rounds go on until they stall
   nodes = jnp.arange(num_nodes, dtype=jnp.int32)
   edges = jnp.arange(num_edges, dtype=jnp.int32)
 
   def undecided(u, v, young):
-    live = (young < 0) & (key < _INT_MAX) & (u != v)
+    live = _undecided(u, v, young, value)
     return live, jnp.max(jnp.sum(live.reshape(batch, -1), axis=1))
 
   def round_(state):
@@ -440,9 +452,9 @@ def _rounds_from(u, v, key, young, birth, origin, *, batch: int):
   live, remaining = undecided(u, v, young)
   everyone = (jnp.ones((num_nodes,), bool), jnp.array(width, jnp.int32))
   state = (u, v, young, live, everyone, remaining, jnp.array(True))
-  goes_on = lambda s: (s[5] > 0) & s[6] & (s[4][1] > (smaller if smaller >= _MIN_NODE_WIDTH else 0))
+  goes_on = lambda s: (s[5] > 0) & s[6] & (s[4][1] > (0 if last else smaller))
   u, v, young, live, (alive, most_alive), remaining, _ = lax.while_loop(goes_on, round_, state)
-  if smaller < _MIN_NODE_WIDTH:
+  if last:
     return young, origin[u], origin[v]
 
   def shrink(u, v, young, live, alive):
@@ -457,7 +469,7 @@ def _rounds_from(u, v, key, young, birth, origin, *, batch: int):
       return jnp.where(live.reshape(batch, -1),
                        lanes * smaller + _rank_in_row(packed, x - lanes * width),
                        lanes * smaller).reshape(-1)
-    return _rounds_from(renumber(u), renumber(v), key, young, birth_, origin[old_ids],
+    return _rounds_from(renumber(u), renumber(v), value, key, young, birth_, origin[old_ids],
                         batch=batch)
 
   def stay(u, v, young, live, alive):
@@ -501,15 +513,13 @@ def _elder_sequential(u, v, value, young, birth, *, batch: int):
 
   def next_chunk(state):
     keys, parent, rank_, oldest, young = state
-    chunk_keys, chunk_edges = lax.top_k(keys, min(_SEQUENTIAL_CHUNK, width))
+    chunk_keys, chunk_edges, keys = _next_chunk(keys, min(_SEQUENTIAL_CHUNK, width))
     steps = jnp.max(jnp.sum(chunk_keys > -jnp.inf, axis=1))
     state = (chunk_keys, chunk_edges, parent, rank_, oldest, young)
     _, _, parent, rank_, oldest, young = lax.fori_loop(0, steps, merge, state)
-    keys = jnp.put_along_axis(keys, chunk_edges, -jnp.inf, axis=1, inplace=False)
     return keys, parent, rank_, oldest, young
 
-  undecided = (young < 0) & (value < jnp.inf) & (u != v)
-  keys = jnp.where(undecided, -value, -jnp.inf).reshape(batch, width)
+  keys = jnp.where(_undecided(u, v, young, value), -value, -jnp.inf).reshape(batch, width)
   state = (keys, nodes, jnp.zeros_like(nodes), nodes, young)
   return lax.while_loop(lambda s: jnp.any(s[0] > -jnp.inf), next_chunk, state)[-1]
 
@@ -609,10 +619,9 @@ def grid_h0(values: jax.Array, construction: str, capacity: int, *,
   # Reversed axes: C order is then the tie order (see the module docstring).
   if not axes_reversed:
     values = reverse_axes(values)
-  shape = values.shape[1:][::-1]
-  ndim = len(shape)
-  offsets = tuple(offset[::-1] for offset in _grid.edge_offsets(ndim, construction))
-  grid = _Grid(values.shape[0], shape[::-1], offsets)
+  shape = values.shape[1:][::-1]  # the images' own
+  offsets = tuple(offset[::-1] for offset in _grid.edge_offsets(len(shape), construction))
+  grid = _Grid(values.shape[0], values.shape[1:], offsets)
   root = _attachment_roots(values, grid)
   keep = _candidate_edges(values, root, grid)
   # Each basin's lowest pixel, at its root. The root has the basin's minimum
