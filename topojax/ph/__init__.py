@@ -6,6 +6,7 @@ Every routine returns a fixed-capacity `Diagram` pytree and runs under
 
 from topojax.ph._cubical import cubical_persistence
 from topojax.ph._diagram import Diagram, diagram_from_pairs
+from topojax.ph._matching import BettiMatching, betti_matching
 from topojax.ph._plot import plot_barcode, plot_diagram
 from topojax.ph._rips import (
     graph_persistence,
