@@ -215,8 +215,8 @@ class _Pairs(NamedTuple):
   count: jax.Array  # [B]
 
 
-def _own_pairs(graph: _Graph, dual: bool, capacity: int) -> _Pairs:
-  young = _elder(graph, graph.node_value, graph.node_tie)
+def _own_pairs(graph: _Graph, young: jax.Array, dual: bool, capacity: int) -> _Pairs:
+  """The pairs of `graph`'s own filtration, from its elder rule `young`."""
   dying_value = jnp.take_along_axis(graph.node_value, jnp.maximum(young, 0), axis=1)
   genuine = (young >= 0) & (dying_value != graph.value)
   packed = _h0._pack(genuine)
@@ -247,24 +247,40 @@ def _lookup(table, keys):
 
 
 def _match_dimension(x, y, c, dual: bool, in_comparison_order: bool, capacity: int):
-  """Pairs of `x` and `y` in one dimension and their matching (slots)."""
+  """Pairs of `x` and `y` in one dimension and their matching (slots).
+
+  The five elder-rule passes share the graph's shape, so they run as one batch:
+  each image's own filtration, then either the comparison's order with the
+  inputs' births or the inputs' orders with the comparison's births.
+  """
   build = _dual_graph if dual else _primal_graph
-  gx, gy, gc = build(x), build(y), build(c)
-  px, py, pc = (_own_pairs(g, dual, capacity) for g in (gx, gy, gc))
-  width = gc.node_value.shape[1]
+  batch = x.shape[0]
+  if in_comparison_order:
+    orders, births = (x, y, c, c, c), (x, y, c, x, y)
+  else:
+    orders, births = (x, y, c, x, y), (x, y, c, c, c)
+  graph = build(jnp.concatenate(orders))
+  birth_value = build(jnp.concatenate(births)).node_value
+  # One compiled engine, run pass after pass: in one batch the passes would
+  # wait for each other's slowest rounds.
+  stacked = lambda a: a.reshape((len(orders), batch) + a.shape[1:])
+  young = lax.map(
+      lambda run: _elder(graph._replace(value=run[0]), run[1], graph.node_tie),
+      (stacked(graph.value), stacked(birth_value)))
+  part = lambda i: jax.tree.map(
+      lambda a: a[i * batch:(i + 1) * batch] if a.ndim == 2 else a, graph)
+  px, py, pc = (_own_pairs(part(i), young[i], dual, capacity) for i in range(3))
+  width = graph.node_value.shape[1]
   if in_comparison_order:
     # In the comparison's order, the components dying at its pairs by the
     # inputs' births are the births of the matched input pairs.
-    x_key = _elder(gc, gx.node_value, gc.node_tie)
-    y_key = _elder(gc, gy.node_value, gc.node_tie)
-    x_slot = _lookup(_keyed(px.young, px.slot, px.genuine, width), x_key)
-    y_slot = _lookup(_keyed(py.young, py.slot, py.genuine, width), y_key)
+    x_slot = _lookup(_keyed(px.young, px.slot, px.genuine, width), young[3])
+    y_slot = _lookup(_keyed(py.young, py.slot, py.genuine, width), young[4])
   else:
     # In each input's order, its pairs name the comparison component (by the
     # comparison's births) that dies with them; comparison pairs look them up.
-    x_by_c = _keyed(_elder(gx, gc.node_value, gc.node_tie), px.slot, px.genuine, width)
-    y_by_c = _keyed(_elder(gy, gc.node_value, gc.node_tie), py.slot, py.genuine, width)
-    x_slot, y_slot = _lookup(x_by_c, pc.young), _lookup(y_by_c, pc.young)
+    x_slot = _lookup(_keyed(young[3], px.slot, px.genuine, width), pc.young)
+    y_slot = _lookup(_keyed(young[4], py.slot, py.genuine, width), pc.young)
   matched = pc.genuine & (x_slot >= 0) & (y_slot >= 0)
   x_match = _keyed(x_slot, y_slot, matched, capacity)
   y_match = _keyed(y_slot, x_slot, matched, capacity)
