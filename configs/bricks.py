@@ -30,12 +30,15 @@ batch 32; not timed here):
 
 Arguments after `:` (comma-separated, see `configs.common.parse_arg`):
   runlocal                 the small variant above.
-  loss=cedice|cldice|dice_cldice
+  loss=cedice|cldice|dice_cldice|betti_matching
                            cedice: CE + Dice with background (TopoMortar's
                              baseline, the default);
                            cldice: TopoMortar's "clDice",
                              0.5 Dice(with background) + 0.5 clDice(K=3);
-                           dice_cldice: the clDice paper's soft_dice_cldice.
+                           dice_cldice: the clDice paper's soft_dice_cldice;
+                           betti_matching: Dice + 0.5 Betti matching, the
+                             latter on in the last 30 % of steps
+                             (`config.loss_schedules`).
   optimizer=sgd|adam|adamw sgd: Nesterov momentum 0.99 as TopoMortar (default).
   schedule=poly|warmup_cosine|constant
                            poly: lr (1 - t/T)^0.9 as TopoMortar (default).
@@ -59,6 +62,15 @@ LOSS_PRESETS = {
                {"dice": {"include_background": True}, "cldice": {"num_iter": 3}}),
     "dice_cldice": ({"dice_cldice": 1.0},
                     {"dice_cldice": {"alpha": 0.5, "num_iter": 3}}),
+    # Stucki et al.'s 2D setting: Dice + 0.5 Betti matching (superlevel, union).
+    "betti_matching": ({"dice": 1.0, "betti_matching": 0.5},
+                       {"dice": {"include_background": True}}),
+}
+
+# loss name -> `topojax.losses.weight_schedule` arguments, per preset: the
+# topology terms TopoMortar turns on late run only in the last 30 % of steps.
+LOSS_SCHEDULES = {
+    "betti_matching": {"betti_matching": {"name": "step", "start_fraction": 0.7}},
 }
 
 # name -> optax optimiser settings; `experiments.train` reads `name`,
@@ -104,6 +116,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   loss_weights, loss_options = _choose(LOSS_PRESETS, arg.loss, "loss")
   config.loss = loss_weights
   config.loss_options = loss_options
+  config.loss_schedules = LOSS_SCHEDULES.get(arg.loss, {})
 
   config.optimizer = _choose(OPTIMIZER_PRESETS, arg.optimizer, "optimizer")
   config.schedule = _choose(SCHEDULE_PRESETS, arg.schedule, "schedule")

@@ -183,7 +183,9 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
   model_cls = models.get_model(model_settings.pop("name"))
   schedule = make_schedule(config)
   tx = make_optimizer(config, schedule)
-  loss_fn = make_loss(config.loss.to_dict(), config.loss_options.to_dict())
+  loss_fn = make_loss(config.loss.to_dict(), config.loss_options.to_dict(),
+                      config.loss_schedules.to_dict() if "loss_schedules" in config else None,
+                      total_steps=config.total_steps)
 
   def create():
     model = model_cls(train_images.shape[-1], NUM_CLASSES, **model_settings,
@@ -208,7 +210,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
       lr = schedule(optimizer.step[...])
 
       def mean_loss(model):
-        return jnp.mean(loss_fn(model(images), labels))
+        return jnp.mean(loss_fn(model(images), labels, step=optimizer.step[...]))
 
       loss, grads = nnx.value_and_grad(mean_loss)(model)
       optimizer.update(model, grads)

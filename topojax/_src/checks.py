@@ -96,3 +96,12 @@ def raise_if_labels_out_of_range(labels: jax.Array, num_classes: int) -> None:
     raise ValueError(
         f"`labels` must lie in [0, {num_classes - 1}] (C = logits.shape[-1] = "
         f"{num_classes}), got values in [{lo}, {hi}].")
+
+
+def raise_if_nonfinite(x: jax.Array, name: str) -> None:
+  """Eager-only check that `x` has no NaN or inf (a no-op on tracers, where
+  callers set a flag instead). NumPy, so that it also runs inside a trace."""
+  if isinstance(x, jax.core.Tracer):
+    return
+  if not np.all(np.isfinite(np.asarray(x))):
+    raise ValueError(f"`{name}` has NaN or inf values; persistence is undefined.")

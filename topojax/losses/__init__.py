@@ -1,8 +1,16 @@
-"""Pure-function segmentation losses: `[B, *spatial, C]` logits, `[B, *spatial]` labels -> `[B]`."""
+"""Pure-function losses, per example `[B]`.
+
+Segmentation losses take `[B, *spatial, C]` logits and `[B, *spatial]` labels;
+persistence losses take real-valued maps `pred`, `target` `[B, *spatial]`
+(`on_foreground` adapts them to logits and labels, as the registry does).
+"""
 
 from topojax.losses._registry import LOSSES
 from topojax.losses._registry import get_loss
 from topojax.losses._registry import make_loss
+from topojax.losses._registry import on_foreground
+from topojax.losses._registry import weight_schedule
+from topojax.losses._persistence import betti_matching
 from topojax.losses._segmentation import cedice
 from topojax.losses._segmentation import cldice
 from topojax.losses._segmentation import cross_entropy
@@ -11,6 +19,7 @@ from topojax.losses._segmentation import dice_cldice
 
 __all__ = [
     "LOSSES",
+    "betti_matching",
     "cedice",
     "cldice",
     "cross_entropy",
@@ -18,4 +27,6 @@ __all__ = [
     "dice_cldice",
     "get_loss",
     "make_loss",
+    "on_foreground",
+    "weight_schedule",
 ]

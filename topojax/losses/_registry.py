@@ -1,4 +1,4 @@
-"""Losses by name, and weighted sums of them built from a config.
+"""Losses by name, and scheduled weighted sums of them built from a config.
 
 The trainer never imports a loss directly: it asks `make_loss` for the weighted
 sum a config names, so an ablation is a config edit.
@@ -10,37 +10,103 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
+import jax.numpy as jnp
+from jax import lax
 
+from topojax._src import checks
 from topojax._src import registry
+from topojax.losses import _persistence
 from topojax.losses import _segmentation
 
-LossFn = Callable[[jax.Array, jax.Array], jax.Array]
+LossFn = Callable[..., jax.Array]
 
-LOSSES: Mapping[str, Callable[..., jax.Array]] = {
+
+def on_foreground(loss: Callable[..., jax.Array]) -> Callable[..., jax.Array]:
+  """A loss on maps `(pred, target)` as a loss on `(logits, labels)`.
+
+  `pred` is the foreground probability $1 - \\mathrm{softmax}(\\text{logits})_0$
+  and `target` the foreground mask `labels > 0` as floats, so that every loss
+  in the registry has the trainer's signature.
+  """
+  def on_logits(logits: jax.Array, labels: jax.Array, **hyperparameters) -> jax.Array:
+    logits, labels = jnp.asarray(logits), jnp.asarray(labels)
+    checks.check_logits_and_labels(logits, labels)
+    background = jax.nn.softmax(logits.astype(jnp.promote_types(logits.dtype, jnp.float32)),
+                                axis=-1)[..., 0]
+    return loss(1 - background, (labels > 0).astype(background.dtype), **hyperparameters)
+  on_logits.__name__ = on_logits.__qualname__ = loss.__name__
+  on_logits.__doc__ = f"`{loss.__name__}` on logits and labels (see `on_foreground`)."
+  return on_logits
+
+
+LOSSES: Mapping[str, LossFn] = {
     "cross_entropy": _segmentation.cross_entropy,
     "dice": _segmentation.dice,
     "cldice": _segmentation.cldice,
     "dice_cldice": _segmentation.dice_cldice,
     "cedice": _segmentation.cedice,
+    "betti_matching": on_foreground(_persistence.betti_matching),
 }
 
 
-def get_loss(name: str) -> Callable[..., jax.Array]:
-  """The loss function registered under `name`."""
+def get_loss(name: str) -> LossFn:
+  """The loss function registered under `name` (signature `(logits, labels, **kw)`)."""
   return registry.lookup(LOSSES, name, "loss")
 
 
+def weight_schedule(name: str = "constant", *, start_fraction: float = 0.0,
+                    end_fraction: float = 1.0) -> Callable[[jax.Array, int], jax.Array]:
+  r"""A loss weight's multiplier as a function of `(step, total_steps)`.
+
+  - "constant": 1.
+  - "step": 0 before `start_fraction * total_steps`, then 1 (TopoMortar's
+    topology terms: `start_fraction=0.7`, the last 30 % of iterations).
+  - "linear": 0 before `start_fraction`, rising linearly to 1 at `end_fraction`.
+
+  Examples:
+    >>> from topojax.losses import weight_schedule
+    >>> late = weight_schedule("step", start_fraction=0.7)
+    >>> [float(late(s, 100)) for s in (0, 69, 70, 100)]
+    [0.0, 0.0, 1.0, 1.0]
+  """
+  if not 0.0 <= start_fraction <= end_fraction <= 1.0:
+    raise ValueError(f"Need 0 <= `start_fraction` <= `end_fraction` <= 1, got "
+                     f"{start_fraction} and {end_fraction}.")
+
+  def constant(step, total_steps):
+    del step, total_steps
+    return jnp.ones((), jnp.float32)
+
+  def step_(step, total_steps):
+    return (jnp.asarray(step) >= start_fraction * total_steps).astype(jnp.float32)
+
+  def linear(step, total_steps):
+    start, end = start_fraction * total_steps, end_fraction * total_steps
+    ramp = (jnp.asarray(step, jnp.float32) - start) / max(end - start, 1.0)
+    return jnp.clip(ramp, 0.0, 1.0) * (jnp.asarray(step) >= start)
+
+  return registry.lookup({"constant": constant, "step": step_, "linear": linear}, name,
+                         "weight schedule")
+
+
 def make_loss(weights: Mapping[str, float],
-              options: Mapping[str, Mapping[str, Any]] | None = None) -> LossFn:
-  r"""Weighted sum $\sum_k w_k \mathcal{L}_k$ of registered losses, per example.
+              options: Mapping[str, Mapping[str, Any]] | None = None,
+              schedules: Mapping[str, Mapping[str, Any]] | None = None, *,
+              total_steps: int | None = None) -> LossFn:
+  r"""Weighted sum $\sum_k s_k(t)\, w_k \mathcal{L}_k$ of registered losses, per example.
 
   Args:
     weights: loss name -> weight, e.g. TopoMortar's "clDice" is
       `{"dice": 0.5, "cldice": 0.5}` with `options={"cldice": {"num_iter": 3}}`.
     options: loss name -> keyword hyperparameters of that loss.
+    schedules: loss name -> `weight_schedule` arguments, e.g.
+      `{"betti_matching": {"name": "step", "start_fraction": 0.7}}`. A term
+      whose multiplier is 0 is not computed (`lax.cond`), so a late topology
+      loss costs nothing before it starts.
+    total_steps: the run's length; required with `schedules`.
 
   Returns:
-    `fn(logits, labels) -> [B]`.
+    `fn(logits, labels, step=None) -> [B]`; `step` is required with `schedules`.
 
   Examples:
     >>> import jax.numpy as jnp
@@ -49,15 +115,30 @@ def make_loss(weights: Mapping[str, float],
     >>> loss(jnp.zeros((2, 8, 8, 2)), jnp.zeros((2, 8, 8), jnp.int32)).shape
     (2,)
   """
-  options = dict(options or {})
+  options, schedules = dict(options or {}), dict(schedules or {})
   if not weights:
     raise ValueError("`weights` must name at least one loss.")
-  unused = set(options) - set(weights)
-  if unused:
-    raise ValueError(f"`options` given for losses without a weight: {sorted(unused)}.")
-  terms = [(get_loss(name), float(w), dict(options.get(name, {})))
+  for what, table in (("options", options), ("schedules", schedules)):
+    unused = set(table) - set(weights)
+    if unused:
+      raise ValueError(f"`{what}` given for losses without a weight: {sorted(unused)}.")
+  if schedules and total_steps is None:
+    raise ValueError("`total_steps` is required with `schedules`.")
+  terms = [(get_loss(name), float(w), dict(options.get(name, {})),
+            weight_schedule(**schedules[name]) if name in schedules else None)
            for name, w in weights.items()]
 
-  def loss(logits: jax.Array, labels: jax.Array) -> jax.Array:
-    return sum(w * fn(logits, labels, **kw) for fn, w, kw in terms)
+  def loss(logits: jax.Array, labels: jax.Array, step=None) -> jax.Array:
+    total = 0
+    for fn, w, kw, schedule in terms:
+      if schedule is None:
+        total += w * fn(logits, labels, **kw)
+        continue
+      if step is None:
+        raise ValueError("This loss has scheduled terms: pass `step`.")
+      multiplier = schedule(step, total_steps)
+      term = lax.cond(multiplier > 0, lambda l, y: fn(l, y, **kw),
+                      lambda l, y: jnp.zeros(l.shape[:1], l.dtype), logits, labels)
+      total += w * multiplier * term
+    return total
   return loss

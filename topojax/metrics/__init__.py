@@ -13,6 +13,7 @@ from topojax.metrics._betti import betti_errors_device
 from topojax.metrics._betti import betti_numbers
 from topojax.metrics._betti import betti_numbers_device
 from topojax.metrics._betti import euler_characteristic
+from topojax.metrics._betti_matching import betti_matching_error
 from topojax.metrics._distance import hd95
 from topojax.metrics._overlap import cldice
 from topojax.metrics._overlap import dice
@@ -20,6 +21,7 @@ from topojax.metrics._overlap import dice
 __all__ = [
     "betti_errors",
     "betti_errors_device",
+    "betti_matching_error",
     "betti_numbers",
     "betti_numbers_device",
     "cldice",

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from topojax._src import checks
 from topojax.ph import _grid
 from topojax.ph._diagram import Diagram, concatenate, gather_values
 from topojax.ph._h0 import grid_h0, reverse_axes
@@ -239,7 +240,6 @@ def cubical_persistence(f: jax.typing.ArrayLike, *, filtration: str = "sublevel"
     raise ValueError(f"`dims` must be a non-empty subset of {available}, got {dims}.")
   if max_pairs is not None and max_pairs < 1:
     raise ValueError(f"`max_pairs` must be a positive int or None, got {max_pairs!r}.")
-  if not isinstance(f, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(f))):
-    raise ValueError("`f` has NaN or inf values; persistence is undefined.")
+  checks.raise_if_nonfinite(f, "f")
   return _cubical_persistence(f, filtration=filtration, construction=construction,
                               dims=dims, max_pairs=max_pairs)

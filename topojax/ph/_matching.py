@@ -40,6 +40,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from topojax._src import checks
 from topojax.ph import _h0
 from topojax.ph._cubical import _capacities
 from topojax.ph._diagram import Diagram, concatenate, gather_values
@@ -421,8 +422,7 @@ def betti_matching(pred: jax.typing.ArrayLike, target: jax.typing.ArrayLike, *,
   if not dims or any(d not in available for d in dims):
     raise ValueError(f"`dims` must be a non-empty subset of {available} (3D dimension 1 "
                      f"is not available), got {dims}.")
-  for name, x in (("pred", pred), ("target", target)):
-    if not isinstance(x, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(x))):
-      raise ValueError(f"`{name}` has NaN or inf values; persistence is undefined.")
+  checks.raise_if_nonfinite(pred, "pred")
+  checks.raise_if_nonfinite(target, "target")
   return _betti_matching(pred, target, filtration=filtration, comparison=comparison,
                          dims=dims, include_essential=bool(include_essential))
