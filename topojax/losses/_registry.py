@@ -78,12 +78,13 @@ def weight_schedule(name: str = "constant", *, start_fraction: float = 0.0,
     return jnp.ones((), jnp.float32)
 
   def step_(step, total_steps):
-    return (jnp.asarray(step) >= start_fraction * total_steps).astype(jnp.float32)
+    return (jnp.asarray(step, jnp.float32) >= start_fraction * total_steps).astype(jnp.float32)
 
   def linear(step, total_steps):
     start, end = start_fraction * total_steps, end_fraction * total_steps
-    ramp = (jnp.asarray(step, jnp.float32) - start) / max(end - start, 1.0)
-    return jnp.clip(ramp, 0.0, 1.0) * (jnp.asarray(step) >= start)
+    step = jnp.asarray(step, jnp.float32)
+    ramp = jnp.clip((step - start) / max(end - start, 1.0), 0.0, 1.0)
+    return jnp.where(step >= start, ramp, 0.0)
 
   return registry.lookup({"constant": constant, "step": step_, "linear": linear}, name,
                          "weight schedule")
