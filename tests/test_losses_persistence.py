@@ -11,6 +11,7 @@ import pytest
 import bm_reference
 from topojax import losses
 from topojax import metrics
+from topojax import ph
 
 
 def _maps(seed, shape=(3, 9, 11)):
@@ -67,7 +68,7 @@ def test_betti_matching_gradient_is_finite_and_jits():
 
 def test_betti_matching_error_counts_unmatched_bars():
   pred, target = _maps(2)
-  m = __import__("topojax").ph.betti_matching(pred, target)
+  m = ph.betti_matching(pred, target)
   expected = np.sum(m.pred_unmatched, 1) + np.sum(m.target_unmatched, 1)
   np.testing.assert_array_equal(metrics.betti_matching_error(pred, target), expected)
 
