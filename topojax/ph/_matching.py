@@ -42,8 +42,8 @@ from jax import lax
 
 from topojax._src import checks
 from topojax.ph import _h0
-from topojax.ph._cubical import _capacities
-from topojax.ph._diagram import Diagram, concatenate, gather_values
+from topojax.ph._cubical import _capacities, _essential_block, _finite_block
+from topojax.ph._diagram import Diagram, concatenate
 
 _FILTRATIONS = ("sublevel", "superlevel")
 _COMPARISONS = ("union", "intersection")
@@ -289,27 +289,19 @@ def _match_dimension(x, y, c, dual: bool, in_comparison_order: bool, capacity: i
 
 
 def _block(f, pairs: _Pairs, capacity: int, dim: int, nonfinite) -> Diagram:
-  valid = jnp.arange(capacity)[None, :] < pairs.count[:, None]
-  flat = f.reshape(f.shape[0], -1)
-  return Diagram(
-      birth=jax.vmap(gather_values)(flat, pairs.birth, valid),
-      death=jax.vmap(gather_values)(flat, pairs.death, valid),
-      birth_index=pairs.birth, death_index=pairs.death,
-      dim=jnp.where(valid, dim, -1).astype(jnp.int32), valid=valid,
-      overflow=pairs.count > capacity, nonfinite=nonfinite)
+  """`cubical_persistence`'s finite block, per image of the batch."""
+  block = jax.vmap(lambda image, birth, death, count: _finite_block(
+      image, birth, death, count, capacity, dim))(f.reshape(f.shape[0], -1), pairs.birth,
+                                                  pairs.death, pairs.count)
+  return dataclasses.replace(block, nonfinite=nonfinite)
 
 
-def _essential_block(f, order_values, sign, nonfinite) -> Diagram:
+def _essential(f, order_values, sign, nonfinite) -> Diagram:
   """The essential H0 class: born at the first global minimum of `order_values`."""
-  flat = order_values.reshape(order_values.shape[0], -1)
-  index = jnp.argmin(flat, axis=1).astype(jnp.int32)[:, None]  # first on ties
-  ones = jnp.ones_like(index, dtype=bool)
-  return Diagram(
-      birth=jax.vmap(gather_values)(f.reshape(f.shape[0], -1), index, ones),
-      death=jnp.full(index.shape, sign * jnp.inf, f.dtype),
-      birth_index=index, death_index=jnp.full_like(index, -1),
-      dim=jnp.zeros_like(index), valid=ones,
-      overflow=jnp.zeros(index.shape[:1], bool), nonfinite=nonfinite)
+  index = jnp.argmin(order_values.reshape(f.shape[0], -1), axis=1)  # first on ties
+  block = jax.vmap(lambda image, i: _essential_block(image, i, sign))(
+      f.reshape(f.shape[0], -1), index)
+  return dataclasses.replace(block, nonfinite=nonfinite)
 
 
 @functools.partial(jax.jit, static_argnames=("filtration", "comparison", "dims",
@@ -328,8 +320,8 @@ def _betti_matching(pred, target, *, filtration, comparison, dims, include_essen
   pred_blocks, target_blocks, pred_matches, target_matches = [], [], [], []
   offset = 0
   if include_essential and 0 in dims:
-    pred_blocks.append(_essential_block(pred, x, sign, nonfinite))
-    target_blocks.append(_essential_block(target, y, sign, nonfinite))
+    pred_blocks.append(_essential(pred, x, sign, nonfinite))
+    target_blocks.append(_essential(target, y, sign, nonfinite))
     pred_matches.append(jnp.zeros((pred.shape[0], 1), jnp.int32))
     target_matches.append(jnp.zeros((pred.shape[0], 1), jnp.int32))
     offset = 1
