@@ -98,6 +98,24 @@ def raise_if_labels_out_of_range(labels: jax.Array, num_classes: int) -> None:
         f"{num_classes}), got values in [{lo}, {hi}].")
 
 
+def check_map_pair(pred: jax.Array, target: jax.Array) -> int:
+  """`pred` and `target`: floating maps of one shape `[B, H, W]` or `[B, D, H, W]`,
+  at least 2 pixels per spatial axis. Returns the number of spatial axes."""
+  if pred.shape != target.shape:
+    raise ValueError(f"`pred` and `target` must have the same shape, got {pred.shape} "
+                     f"and {target.shape}.")
+  if pred.ndim not in (3, 4):
+    raise ValueError(f"`pred` must be a batch of 2D images [B, H, W] or volumes "
+                     f"[B, D, H, W], got shape {pred.shape}.")
+  if min(pred.shape[1:]) < 2:
+    raise ValueError(f"`pred` needs at least 2 pixels along every spatial axis, got "
+                     f"shape {pred.shape}.")
+  for name, x in (("pred", pred), ("target", target)):
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+      raise ValueError(f"`{name}` must be floating, got {x.dtype}.")
+  return pred.ndim - 1
+
+
 def raise_if_nonfinite(x: jax.Array, name: str) -> None:
   """Eager-only check that `x` has no NaN or inf (a no-op on tracers, where
   callers set a flag instead). NumPy, so that it also runs inside a trace."""

@@ -11,6 +11,7 @@ from topojax.losses._registry import make_loss
 from topojax.losses._registry import on_foreground
 from topojax.losses._registry import weight_schedule
 from topojax.losses._persistence import betti_matching
+from topojax.losses._persistence import topoloss
 from topojax.losses._segmentation import cedice
 from topojax.losses._segmentation import cldice
 from topojax.losses._segmentation import cross_entropy
@@ -28,5 +29,6 @@ __all__ = [
     "get_loss",
     "make_loss",
     "on_foreground",
+    "topoloss",
     "weight_schedule",
 ]

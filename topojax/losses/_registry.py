@@ -46,6 +46,7 @@ LOSSES: Mapping[str, LossFn] = {
     "dice_cldice": _segmentation.dice_cldice,
     "cedice": _segmentation.cedice,
     "betti_matching": on_foreground(_persistence.betti_matching),
+    "topoloss": on_foreground(_persistence.topoloss),
 }
 
 

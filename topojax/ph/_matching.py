@@ -392,18 +392,7 @@ def betti_matching(pred: jax.typing.ArrayLike, target: jax.typing.ArrayLike, *,
     segmentation via persistent homology", arXiv:2407.04683.
   """
   pred, target = jnp.asarray(pred), jnp.asarray(target)
-  if pred.shape != target.shape:
-    raise ValueError(f"`pred` and `target` must have the same shape, got {pred.shape} "
-                     f"and {target.shape}.")
-  if pred.ndim not in (3, 4):
-    raise ValueError(f"`pred` must be a batch of 2D images [B, H, W] or volumes "
-                     f"[B, D, H, W], got shape {pred.shape}.")
-  if min(pred.shape[1:]) < 2:
-    raise ValueError(f"`pred` needs at least 2 pixels along every spatial axis, got "
-                     f"shape {pred.shape}.")
-  for name, x in (("pred", pred), ("target", target)):
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-      raise ValueError(f"`{name}` must be floating, got {x.dtype}.")
+  checks.check_map_pair(pred, target)
   if filtration not in _FILTRATIONS:
     raise ValueError(f"`filtration` must be one of {_FILTRATIONS}, got {filtration!r}.")
   if comparison not in _COMPARISONS:
