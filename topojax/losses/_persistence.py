@@ -110,19 +110,15 @@ def _tiles(x: jax.Array, patch: tuple[int, ...], fill: jax.Array) -> jax.Array:
   return split.transpose(order).reshape((x.shape[0], -1) + patch)
 
 
-def _topoloss_tile(pred, target, *, dims, construction, persistence_threshold,
+def _topoloss_tile(diagram: ph.Diagram, ideal: ph.Diagram, *, dims, persistence_threshold,
                    perfect_threshold):
-  """TopoLoss of one tile (superlevel filtration: foreground = high values)."""
-  both = jax.vmap(lambda x: ph.cubical_persistence(
-      x, filtration="superlevel", construction=construction, dims=dims))(
-          jnp.stack([pred, lax.stop_gradient(target)]))
-  diagram, ideal = (jax.tree.map(lambda x, i=i: x[i], both) for i in (0, 1))
+  """TopoLoss of one tile from its superlevel diagrams (prediction and target)."""
   # Essential classes (death -inf) are never selected; zero them so that
   # masked-out terms keep finite gradients.
   birth = jnp.where(diagram.finite, diagram.birth, 0)
   death = jnp.where(diagram.finite, diagram.death, 0)
   persistence = birth - death
-  loss = jnp.zeros((), pred.dtype)
+  loss = jnp.zeros((), birth.dtype)
   for dim in dims:
     candidate = diagram.finite & (diagram.dim == dim)
     num_target = jnp.sum(ideal.finite & (ideal.dim == dim))
@@ -240,11 +236,18 @@ def topoloss(pred: jax.typing.ArrayLike, target: jax.typing.ArrayLike, *,
 @functools.partial(jax.jit, static_argnames=("dims", "patch", "construction",
                                              "persistence_threshold", "perfect_threshold",
                                              "skip_uniform_patches"))
-def _topoloss(pred, target, *, patch, skip_uniform_patches, **tile_options):
+def _topoloss(pred, target, *, patch, construction, skip_uniform_patches, **tile_options):
   below = lambda x: lax.stop_gradient(jnp.min(x.reshape(x.shape[0], -1), axis=1)) - 1
   pred_tiles, target_tiles = _tiles(pred, patch, below(pred)), _tiles(target, patch, below(target))
-  losses = jax.vmap(jax.vmap(functools.partial(_topoloss_tile, **tile_options)))(
-      pred_tiles, target_tiles)
+  # One flat batch of tiles: `cubical_persistence` batches it with one shared
+  # union-find (nested vmaps would mask its loops lane by lane).
+  tiles = jnp.concatenate([pred_tiles, lax.stop_gradient(target_tiles)]).reshape((-1,) + patch)
+  diagrams = jax.vmap(lambda x: ph.cubical_persistence(
+      x, filtration="superlevel", construction=construction, dims=tile_options["dims"]))(tiles)
+  diagrams = jax.tree.map(lambda x: x.reshape((2,) + pred_tiles.shape[:2] + x.shape[1:]),
+                          diagrams)
+  diagram, ideal = (jax.tree.map(lambda x, i=i: x[i], diagrams) for i in (0, 1))
+  losses = jax.vmap(jax.vmap(functools.partial(_topoloss_tile, **tile_options)))(diagram, ideal)
   if skip_uniform_patches:
     inside = _tiles(jnp.ones_like(target, bool), patch, jnp.zeros(target.shape[:1], bool))
     axes = tuple(range(2, target_tiles.ndim))
