@@ -10,6 +10,7 @@ from topojax.losses._registry import get_loss
 from topojax.losses._registry import make_loss
 from topojax.losses._registry import on_foreground
 from topojax.losses._registry import weight_schedule
+from topojax.losses._autoencoder import topological_autoencoder
 from topojax.losses._persistence import betti_matching
 from topojax.losses._persistence import topoloss
 from topojax.losses._segmentation import cedice
@@ -29,6 +30,7 @@ __all__ = [
     "get_loss",
     "make_loss",
     "on_foreground",
+    "topological_autoencoder",
     "topoloss",
     "weight_schedule",
 ]

@@ -15,6 +15,7 @@ from topojax.metrics._betti import betti_numbers_device
 from topojax.metrics._betti import euler_characteristic
 from topojax.metrics._betti_matching import betti_matching_error
 from topojax.metrics._distance import hd95
+from topojax.metrics._neural_persistence import neural_persistence
 from topojax.metrics._overlap import cldice
 from topojax.metrics._overlap import dice
 
@@ -28,4 +29,5 @@ __all__ = [
     "dice",
     "euler_characteristic",
     "hd95",
+    "neural_persistence",
 ]
