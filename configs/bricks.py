@@ -30,7 +30,7 @@ batch 32; not timed here):
 
 Arguments after `:` (comma-separated, see `configs.common.parse_arg`):
   runlocal                 the small variant above.
-  loss=cedice|cldice|dice_cldice|betti_matching
+  loss=cedice|cldice|dice_cldice|betti_matching|topoloss|topo
                            cedice: CE + Dice with background (TopoMortar's
                              baseline, the default);
                            cldice: TopoMortar's "clDice",
@@ -38,7 +38,11 @@ Arguments after `:` (comma-separated, see `configs.common.parse_arg`):
                            dice_cldice: the clDice paper's soft_dice_cldice;
                            betti_matching: Dice + 0.5 Betti matching, the
                              latter on in the last 30 % of steps
-                             (`config.loss_schedules`).
+                             (`config.loss_schedules`);
+                           topoloss: CE + 100 TopoLoss (50x50 patches), the
+                             latter on in the last 30 % of steps;
+                           topo: TopoMortar's TOPO (`topo_malis` alone, on
+                             the logit difference, see its docstring).
   optimizer=sgd|adam|adamw sgd: Nesterov momentum 0.99 as TopoMortar (default).
   schedule=poly|warmup_cosine|constant
                            poly: lr (1 - t/T)^0.9 as TopoMortar (default).
@@ -65,12 +69,19 @@ LOSS_PRESETS = {
     # Stucki et al.'s 2D setting: Dice + 0.5 Betti matching (superlevel, union).
     "betti_matching": ({"dice": 1.0, "betti_matching": 0.5},
                        {"dice": {"include_background": True}}),
+    # TopoMortar's TopoLoss: CE + 100 TopoLoss on 50x50 patches (here on the
+    # foreground's holes, the bricks: see `topojax.losses.topoloss`).
+    "topoloss": ({"cross_entropy": 1.0, "topoloss": 100.0},
+                 {"topoloss": {"patch_size": 50}}),
+    # TopoMortar's TOPO: distance-map regression + windowed MALIS, alone.
+    "topo": ({"topo_malis": 1.0}, {}),
 }
 
 # loss name -> `topojax.losses.weight_schedule` arguments, per preset: the
 # topology terms TopoMortar turns on late run only in the last 30 % of steps.
 LOSS_SCHEDULES = {
     "betti_matching": {"betti_matching": {"name": "step", "start_fraction": 0.7}},
+    "topoloss": {"topoloss": {"name": "step", "start_fraction": 0.7}},
 }
 
 # name -> optax optimiser settings; `experiments.train` reads `name`,

@@ -18,6 +18,7 @@ from topojax.losses._segmentation import cldice
 from topojax.losses._segmentation import cross_entropy
 from topojax.losses._segmentation import dice
 from topojax.losses._segmentation import dice_cldice
+from topojax.losses._topo_malis import topo_malis
 
 __all__ = [
     "LOSSES",
@@ -30,6 +31,7 @@ __all__ = [
     "get_loss",
     "make_loss",
     "on_foreground",
+    "topo_malis",
     "topological_autoencoder",
     "topoloss",
     "weight_schedule",

@@ -15,8 +15,10 @@ from jax import lax
 
 from topojax._src import checks
 from topojax._src import registry
+from topojax.losses import _autoencoder
 from topojax.losses import _persistence
 from topojax.losses import _segmentation
+from topojax.losses import _topo_malis
 
 LossFn = Callable[..., jax.Array]
 
@@ -47,6 +49,7 @@ LOSSES: Mapping[str, LossFn] = {
     "cedice": _segmentation.cedice,
     "betti_matching": on_foreground(_persistence.betti_matching),
     "topoloss": on_foreground(_persistence.topoloss),
+    "topo_malis": _topo_malis.topo_malis_on_logits,
 }
 
 
@@ -91,6 +94,26 @@ def weight_schedule(name: str = "constant", *, start_fraction: float = 0.0,
                          "weight schedule")
 
 
+def _weighted_terms(get: Callable[[str], LossFn], weights: Mapping[str, float],
+                    options: Mapping[str, Mapping[str, Any]] | None,
+                    schedules: Mapping[str, Mapping[str, Any]] | None,
+                    total_steps: int | None) -> list[tuple[str, LossFn, float, dict, Any]]:
+  """`[(name, fn, weight, options, schedule or None)]` of a weighted sum of the
+  losses `get` looks up; checks that the tables agree (`make_loss`'s Raises)."""
+  options, schedules = dict(options or {}), dict(schedules or {})
+  if not weights:
+    raise ValueError("`weights` must name at least one loss.")
+  for what, table in (("options", options), ("schedules", schedules)):
+    unused = set(table) - set(weights)
+    if unused:
+      raise ValueError(f"`{what}` given for losses without a weight: {sorted(unused)}.")
+  if schedules and total_steps is None:
+    raise ValueError("`total_steps` is required with `schedules`.")
+  return [(name, get(name), float(w), dict(options.get(name, {})),
+           weight_schedule(**schedules[name]) if name in schedules else None)
+          for name, w in weights.items()]
+
+
 def make_loss(weights: Mapping[str, float],
               options: Mapping[str, Mapping[str, Any]] | None = None,
               schedules: Mapping[str, Mapping[str, Any]] | None = None, *,
@@ -117,18 +140,8 @@ def make_loss(weights: Mapping[str, float],
     >>> loss(jnp.zeros((2, 8, 8, 2)), jnp.zeros((2, 8, 8), jnp.int32)).shape
     (2,)
   """
-  options, schedules = dict(options or {}), dict(schedules or {})
-  if not weights:
-    raise ValueError("`weights` must name at least one loss.")
-  for what, table in (("options", options), ("schedules", schedules)):
-    unused = set(table) - set(weights)
-    if unused:
-      raise ValueError(f"`{what}` given for losses without a weight: {sorted(unused)}.")
-  if schedules and total_steps is None:
-    raise ValueError("`total_steps` is required with `schedules`.")
-  terms = [(get_loss(name), float(w), dict(options.get(name, {})),
-            weight_schedule(**schedules[name]) if name in schedules else None)
-           for name, w in weights.items()]
+  terms = [term[1:] for term in _weighted_terms(get_loss, weights, options, schedules,
+                                                 total_steps)]
 
   def loss(logits: jax.Array, labels: jax.Array, step=None) -> jax.Array:
     total = 0
@@ -143,4 +156,124 @@ def make_loss(weights: Mapping[str, float],
                       lambda l, y: jnp.zeros(l.shape[:1], l.dtype), logits, labels)
       total += w * multiplier * term
     return total
+  return loss
+
+
+# ----------------------------------------------------------------------------
+# Autoencoder losses: one number per batch from the inputs `x` `[B, D]`, their
+# latent codes `z` `[B, d]` and reconstructions `x_hat` `[B, D]`; the
+# topological autoencoder loss compares the whole batch's distances, so these
+# are batch losses (`[]`), not per-example ones.
+# ----------------------------------------------------------------------------
+
+
+def _check_autoencoder_batch(x: jax.Array, z: jax.Array, x_hat: jax.Array) -> None:
+  for name, value in (("x", x), ("z", z), ("x_hat", x_hat)):
+    checks.check_floating(value, name)
+    if value.ndim != 2:
+      raise ValueError(f"`{name}` must be [B, features], got shape {value.shape}.")
+  if x_hat.shape != x.shape:
+    raise ValueError(f"`x_hat` must have the shape of `x`, {x.shape}, got {x_hat.shape}.")
+  if z.shape[0] != x.shape[0]:
+    raise ValueError(
+        f"`z` must hold one latent code per input: z.shape[0] = {z.shape[0]}, "
+        f"x.shape[0] = {x.shape[0]}.")
+
+
+def reconstruction(x: jax.Array, z: jax.Array, x_hat: jax.Array, *,
+                   latent_norm: jax.typing.ArrayLike = 1.0) -> jax.Array:
+  r"""Mean squared reconstruction error $\frac{1}{BD}\sum_{ij}(\hat x_{ij} - x_{ij})^2$, `[]`.
+
+  The original's `nn.MSELoss()` (mean over every entry). `z` and
+  `latent_norm` are unused: the autoencoder losses share one signature.
+  """
+  del z, latent_norm
+  return jnp.mean(jnp.square(x_hat - x))
+
+
+def topological_autoencoder_term(x: jax.Array, z: jax.Array, x_hat: jax.Array, *,
+                                 latent_norm: jax.typing.ArrayLike = 1.0,
+                                 x_scale: jax.typing.ArrayLike | str | None = "max") -> jax.Array:
+  """`topojax.losses.topological_autoencoder(x, z)` in the autoencoder signature, `[]`.
+
+  `latent_norm` is the model's learnable latent scale; `x_scale` an option.
+  """
+  del x_hat
+  return _autoencoder.topological_autoencoder(x, z, x_scale=x_scale, latent_norm=latent_norm)
+
+
+AUTOENCODER_LOSSES: Mapping[str, LossFn] = {
+    "reconstruction": reconstruction,
+    "topological_autoencoder": topological_autoencoder_term,
+}
+
+
+def get_autoencoder_loss(name: str) -> LossFn:
+  """The autoencoder loss registered under `name` (signature
+  `(x, z, x_hat, *, latent_norm, **kw) -> []`)."""
+  return registry.lookup(AUTOENCODER_LOSSES, name, "autoencoder loss")
+
+
+def make_autoencoder_loss(
+    weights: Mapping[str, float],
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+    schedules: Mapping[str, Mapping[str, Any]] | None = None, *,
+    total_steps: int | None = None,
+) -> Callable[..., tuple[jax.Array, dict[str, jax.Array]]]:
+  r"""Weighted sum $\sum_k s_k(t)\, w_k \mathcal{L}_k$ of autoencoder losses, per batch.
+
+  `make_loss` for autoencoders: the same `weights`, `options`, `schedules`
+  and `total_steps` (and the same errors), over `AUTOENCODER_LOSSES`:
+
+  - "reconstruction": mean squared error of `x_hat` (`reconstruction`);
+  - "topological_autoencoder": Moor et al.'s loss on `x` and `z` with the
+    model's `latent_norm` (`topojax.losses.topological_autoencoder`; option
+    `x_scale`).
+
+  The original's objective `reconstruction + lam * topological` is
+  `{"reconstruction": 1.0, "topological_autoencoder": lam}`.
+
+  Returns:
+    `fn(x, z, x_hat, *, latent_norm=1.0, step=None) -> (total, terms)` for
+    `x` `[B, D]`, `z` `[B, d]`, `x_hat` `[B, D]`: `total` `[]` the weighted
+    sum, `terms` loss name -> `[]` its unweighted value (0 while a schedule
+    holds the term off), for logging. `step` is required with `schedules`.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> from topojax.losses._registry import make_autoencoder_loss
+    >>> loss = make_autoencoder_loss({"reconstruction": 1.0, "topological_autoencoder": 0.5})
+    >>> x = jnp.array([[0.0, 0.0], [1.0, 0.0], [3.0, 0.0]])
+    >>> total, terms = loss(x, x[:, :1], x + 1.0)  # z: the first coordinate
+    >>> {name: round(float(v), 4) for name, v in terms.items()}
+    {'reconstruction': 1.0, 'topological_autoencoder': 1.4815}
+    >>> round(float(total), 4)  # 1.0 + 0.5 * 1.4815
+    1.7407
+    >>> # Input distances are divided by their largest (3): a latent scale of 3 matches.
+    >>> float(loss(x, x[:, :1], x, latent_norm=3.0)[0])
+    0.0
+  """
+  terms = _weighted_terms(get_autoencoder_loss, weights, options, schedules, total_steps)
+
+  def loss(x: jax.Array, z: jax.Array, x_hat: jax.Array, *,
+           latent_norm: jax.typing.ArrayLike = 1.0,
+           step=None) -> tuple[jax.Array, dict[str, jax.Array]]:
+    x, z, x_hat = jnp.asarray(x), jnp.asarray(z), jnp.asarray(x_hat)
+    _check_autoencoder_batch(x, z, x_hat)
+    total, values = 0, {}
+    for name, fn, w, kw, schedule in terms:
+      if schedule is None:
+        values[name] = fn(x, z, x_hat, latent_norm=latent_norm, **kw)
+        total += w * values[name]
+        continue
+      if step is None:
+        raise ValueError("This loss has scheduled terms: pass `step`.")
+      multiplier = schedule(step, total_steps)
+      values[name] = lax.cond(
+          multiplier > 0,
+          lambda x, z, x_hat, s, fn=fn, kw=kw: fn(x, z, x_hat, latent_norm=s, **kw),
+          lambda x, z, x_hat, s: jnp.zeros((), x.dtype),
+          x, z, x_hat, jnp.asarray(latent_norm, x.dtype))
+      total += w * multiplier * values[name]
+    return total, values
   return loss
