@@ -15,9 +15,7 @@ optimiser, and the update step only ever sees a per-example loss `[B]`.
 from __future__ import annotations
 
 import functools
-import logging as std_logging
 import os
-import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,7 +25,6 @@ from jax.experimental import multihost_utils
 import ml_collections
 import numpy as np
 import optax
-import tqdm
 from absl import app
 from absl import flags
 from absl import logging
@@ -38,10 +35,14 @@ from topojax import data
 from topojax import metrics
 from topojax import models
 from topojax.losses import make_loss
+from topojax.train import loop
 from topojax.train import report
 from topojax.train import sharding
 from topojax.train.checkpoint import Checkpointer
+from topojax.train.loop import NonFiniteError  # noqa: F401 (re-exported)
 from topojax.train.metric_writer import MetricWriter
+from topojax.train.optim import make_optimizer
+from topojax.train.optim import make_schedule
 
 NUM_CLASSES = 2  # background, mortar
 CHECKPOINT_DIR = "checkpoints"
@@ -49,68 +50,11 @@ METRICS_CSV = "eval_metrics.csv"
 PREDICTIONS_PNG = "predictions.png"
 
 
-class NonFiniteError(FloatingPointError):
-  """Training produced a NaN or Inf loss or gradient."""
-
-
 # ----------------------------------------------------------------------------
-# Optimiser and learning-rate schedule, chosen by name in the config.
+# Per-image metrics of the evals. (Optimiser, schedule, tripwire and the step
+# loop live in `topojax.train.optim` and `topojax.train.loop`, shared with
+# `experiments.train_autoencoder`.)
 # ----------------------------------------------------------------------------
-
-
-def make_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
-  """`config.schedule.name`: poly (TopoMortar), warmup_cosine or constant."""
-  settings, lr, total = config.schedule, config.lr, config.total_steps
-  if settings.name == "poly":  # lr * (1 - t / T) ** power
-    return optax.polynomial_schedule(lr, 0.0, settings.power, total)
-  if settings.name == "warmup_cosine":
-    return optax.warmup_cosine_decay_schedule(
-        0.0, lr, settings.warmup_steps, total, lr * settings.end_fraction)
-  if settings.name == "constant":
-    return optax.constant_schedule(lr)
-  raise ValueError(
-      f"Unknown schedule {settings.name!r}; known: poly, warmup_cosine, constant.")
-
-
-def make_optimizer(config: ml_collections.ConfigDict,
-                   schedule: optax.Schedule) -> optax.GradientTransformation:
-  """Clip by global norm, then sgd / adam (coupled L2 decay, as torch) or adamw.
-
-  `config.optimizer` holds `name`, `weight_decay` and the keyword arguments of
-  the optax constructor (e.g. `momentum`, `nesterov`, `b1`, `b2`).
-  """
-  settings = config.optimizer.to_dict()
-  name = settings.pop("name")
-  weight_decay = settings.pop("weight_decay", 0.0)
-  if name == "adamw":
-    core = [optax.adamw(schedule, weight_decay=weight_decay, **settings)]
-  elif name in ("sgd", "adam"):
-    core = [optax.add_decayed_weights(weight_decay),
-            getattr(optax, name)(schedule, **settings)]
-  else:
-    raise ValueError(f"Unknown optimizer {name!r}; known: sgd, adam, adamw.")
-  clip = [optax.clip_by_global_norm(config.grad_clip_norm)] if config.grad_clip_norm else []
-  return optax.chain(*clip, *core)
-
-
-# ----------------------------------------------------------------------------
-# Small helpers of the loop.
-# ----------------------------------------------------------------------------
-
-
-def _progress_bar(initial: int, total: int) -> tqdm.tqdm:
-  quiet = not sys.stderr.isatty() or bool(os.environ.get("CI"))
-  return tqdm.tqdm(initial=initial, total=total, disable=quiet, desc="train",
-                   dynamic_ncols=True)
-
-
-def _check_finite(step: int, step_metrics: dict[str, Any]) -> None:
-  """The NaN/Inf tripwire: stops training at the first bad step."""
-  bad = {k: float(v) for k, v in step_metrics.items() if not np.isfinite(v)}
-  if bad:
-    raise NonFiniteError(
-        f"Non-finite training metrics at step {step}: {bad}. Stopping; the "
-        "latest checkpoint predates this step.")
 
 
 def _per_image_metrics(pred: np.ndarray, gt: np.ndarray) -> dict[str, np.ndarray]:
@@ -226,57 +170,18 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
                          out_shardings=(state_sharding, replicated))
 
     # -----------------------------------------------------------------------
-    # Checkpoint: resume from the latest step in this workdir, if any.
+    # Checkpoint and loop (`topojax.train.loop`): resume from the latest step
+    # in this workdir, if any; NaN/Inf tripwire; metrics every `log_every`.
     # -----------------------------------------------------------------------
-    checkpointer = Checkpointer(os.path.join(workdir, CHECKPOINT_DIR),
-                                max_to_keep=config.keep_checkpoints,
-                                save_interval_steps=config.checkpoint_every)
-    start_step = checkpointer.latest_step() or 0
-    if start_step:
-      logging.info("Resuming from the checkpoint of step %d.", start_step)
-      restore_target = jax.tree.map(
-          lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
-          abstract_state)
-      state = checkpointer.restore(start_step, restore_target)
-    else:
-      state = init_state()
-    if start_step >= config.total_steps:
-      logging.info("Training already complete (step %d).", start_step)
-
-    # -----------------------------------------------------------------------
-    # Loop. The tripwire checks each step's metrics one step late, so the host
-    # never waits on the step it has just dispatched; a step due for a
-    # checkpoint is checked before it is saved, so no checkpoint holds NaNs.
-    # -----------------------------------------------------------------------
-    losses = []
-    progress = _progress_bar(start_step, config.total_steps)
-
-    def record(step: int, device_metrics) -> None:
-      host_metrics = jax.device_get(device_metrics)
-      _check_finite(step, host_metrics)
-      losses.append(float(host_metrics["loss"]))
-      if step % config.log_every == 0 or step == config.total_steps:
-        writer.write(step, host_metrics)
-        progress.set_postfix(loss=f"{losses[-1]:.4f}")
-
-    pending = None  # (step, device metrics) not yet recorded
-    try:
-      # Implicit host<->device copies inside the loop would be hidden syncs.
-      with jax.transfer_guard("disallow"):
-        for step in range(start_step + 1, config.total_steps + 1):
-          state, step_metrics = train_step(state, *train_batch(step - 1))
-          if pending is not None:
-            record(*pending)
-          pending = (step, step_metrics)
-          if checkpointer.should_save(step) or step == config.total_steps:
-            record(*pending)
-            pending = None
-            checkpointer.save(step, state, force=True)
-          progress.update(1)
-    finally:
-      progress.close()
-      checkpointer.wait_until_finished()
-      checkpointer.close()
+    with Checkpointer(os.path.join(workdir, CHECKPOINT_DIR),
+                      max_to_keep=config.keep_checkpoints,
+                      save_interval_steps=config.checkpoint_every) as checkpointer:
+      state, start_step = loop.restore_or_init(checkpointer, abstract_state, replicated,
+                                               init_state)
+      state, losses = loop.run_steps(
+          train_step, state, train_batch, start_step=start_step,
+          total_steps=config.total_steps, checkpointer=checkpointer, writer=writer,
+          log_every=config.log_every)
 
   model, _ = nnx.merge(graphdef, state)
   return {
@@ -284,7 +189,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
       "mesh": mesh,
       "start_step": start_step,
       "step": max(start_step, config.total_steps),
-      "losses": np.asarray(losses, np.float32),
+      "losses": losses,
   }
 
 
@@ -361,15 +266,10 @@ _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Output folder; an existing one is resumed.")
 
 
-def _quiet_orbax(record: std_logging.LogRecord) -> bool:
-  """Drops Orbax's INFO chatter (dozens of lines per save); keeps warnings."""
-  return record.levelno >= std_logging.WARNING or "/orbax/" not in record.pathname
-
-
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  logging.get_absl_handler().addFilter(_quiet_orbax)
+  logging.get_absl_handler().addFilter(loop.quiet_orbax)
   if os.environ.get("TOPOJAX_JAX_INIT"):  # set by tpu/launch.sh on every pod host
     jax.distributed.initialize()
   train_and_evaluate(_CONFIG.value, _WORKDIR.value)

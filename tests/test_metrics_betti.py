@@ -352,9 +352,9 @@ def test_betti_errors_device_rejects_bad_pairs():
 @pytest.mark.slow
 def test_betti_numbers_match_oracle_and_gudhi_thorough():
   rng = np.random.default_rng(11)
-  for shape in [(64, 64), (50, 70), (2, 90), (1, 33), (128, 128), (127, 65)]:
+  for shape in [(50, 70), (1, 33), (127, 65)]:
     _check_all_agree(_with_extremes(_random_masks(rng, shape, 30)), ndim=2)
-  for shape in [(12, 12, 12), (4, 20, 16), (1, 9, 11), (16, 16, 16), (7, 1, 9)]:
+  for shape in [(4, 20, 16), (7, 1, 9), (16, 16, 16)]:
     _check_all_agree(_with_extremes(_random_masks(rng, shape, 12)), ndim=3)
 
 

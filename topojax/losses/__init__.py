@@ -5,8 +5,11 @@ persistence losses take real-valued maps `pred`, `target` `[B, *spatial]`
 (`on_foreground` adapts them to logits and labels, as the registry does).
 """
 
+from topojax.losses._registry import AUTOENCODER_LOSSES
 from topojax.losses._registry import LOSSES
+from topojax.losses._registry import get_autoencoder_loss
 from topojax.losses._registry import get_loss
+from topojax.losses._registry import make_autoencoder_loss
 from topojax.losses._registry import make_loss
 from topojax.losses._registry import on_foreground
 from topojax.losses._registry import weight_schedule
@@ -21,6 +24,7 @@ from topojax.losses._segmentation import dice_cldice
 from topojax.losses._topo_malis import topo_malis
 
 __all__ = [
+    "AUTOENCODER_LOSSES",
     "LOSSES",
     "betti_matching",
     "cedice",
@@ -28,7 +32,9 @@ __all__ = [
     "cross_entropy",
     "dice",
     "dice_cldice",
+    "get_autoencoder_loss",
     "get_loss",
+    "make_autoencoder_loss",
     "make_loss",
     "on_foreground",
     "topo_malis",

@@ -241,7 +241,7 @@ def make_autoencoder_loss(
 
   Examples:
     >>> import jax.numpy as jnp
-    >>> from topojax.losses._registry import make_autoencoder_loss
+    >>> from topojax.losses import make_autoencoder_loss
     >>> loss = make_autoencoder_loss({"reconstruction": 1.0, "topological_autoencoder": 0.5})
     >>> x = jnp.array([[0.0, 0.0], [1.0, 0.0], [3.0, 0.0]])
     >>> total, terms = loss(x, x[:, :1], x + 1.0)  # z: the first coordinate

@@ -1,0 +1,46 @@
+"""Optimiser and learning-rate schedule, chosen by name in the config.
+
+Shared by the experiments (`experiments/train.py`,
+`experiments/train_autoencoder.py`): `config.optimizer`, `config.schedule`,
+`config.lr`, `config.total_steps` and `config.grad_clip_norm` name them.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+import optax
+
+
+def make_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
+  """`config.schedule.name`: poly (TopoMortar), warmup_cosine or constant."""
+  settings, lr, total = config.schedule, config.lr, config.total_steps
+  if settings.name == "poly":  # lr * (1 - t / T) ** power
+    return optax.polynomial_schedule(lr, 0.0, settings.power, total)
+  if settings.name == "warmup_cosine":
+    return optax.warmup_cosine_decay_schedule(
+        0.0, lr, settings.warmup_steps, total, lr * settings.end_fraction)
+  if settings.name == "constant":
+    return optax.constant_schedule(lr)
+  raise ValueError(
+      f"Unknown schedule {settings.name!r}; known: poly, warmup_cosine, constant.")
+
+
+def make_optimizer(config: ml_collections.ConfigDict,
+                   schedule: optax.Schedule) -> optax.GradientTransformation:
+  """Clip by global norm, then sgd / adam (coupled L2 decay, as torch) or adamw.
+
+  `config.optimizer` holds `name`, `weight_decay` and the keyword arguments of
+  the optax constructor (e.g. `momentum`, `nesterov`, `b1`, `b2`).
+  """
+  settings = config.optimizer.to_dict()
+  name = settings.pop("name")
+  weight_decay = settings.pop("weight_decay", 0.0)
+  if name == "adamw":
+    core = [optax.adamw(schedule, weight_decay=weight_decay, **settings)]
+  elif name in ("sgd", "adam"):
+    core = [optax.add_decayed_weights(weight_decay),
+            getattr(optax, name)(schedule, **settings)]
+  else:
+    raise ValueError(f"Unknown optimizer {name!r}; known: sgd, adam, adamw.")
+  clip = [optax.clip_by_global_norm(config.grad_clip_norm)] if config.grad_clip_norm else []
+  return optax.chain(*clip, *core)
