@@ -69,8 +69,10 @@ LOSS_PRESETS = {
     # Stucki et al.'s 2D setting: Dice + 0.5 Betti matching (superlevel, union).
     "betti_matching": ({"dice": 1.0, "betti_matching": 0.5},
                        {"dice": {"include_background": True}}),
-    # TopoMortar's TopoLoss: CE + 100 TopoLoss on 50x50 patches (here on the
-    # foreground's holes, the bricks: see `topojax.losses.topoloss`).
+    # TopoMortar's TopoLoss weights: CE + 100 TopoLoss on 50x50 patches, on
+    # the foreground's holes (the bricks, the paper's dimension 1); TopoMortar's
+    # port pairs dimension 0 of its background channel (`dims: (0,)` on the
+    # foreground replicates the reference code's selection).
     "topoloss": ({"cross_entropy": 1.0, "topoloss": 100.0},
                  {"topoloss": {"patch_size": 50}}),
     # TopoMortar's TOPO: distance-map regression + windowed MALIS, alone.

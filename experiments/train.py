@@ -38,7 +38,6 @@ from topojax.losses import make_loss
 from topojax.train import loop
 from topojax.train import report
 from topojax.train import sharding
-from topojax.train.checkpoint import Checkpointer
 from topojax.train.loop import NonFiniteError  # noqa: F401 (re-exported)
 from topojax.train.metric_writer import MetricWriter
 from topojax.train.optim import make_optimizer
@@ -173,15 +172,9 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
     # Checkpoint and loop (`topojax.train.loop`): resume from the latest step
     # in this workdir, if any; NaN/Inf tripwire; metrics every `log_every`.
     # -----------------------------------------------------------------------
-    with Checkpointer(os.path.join(workdir, CHECKPOINT_DIR),
-                      max_to_keep=config.keep_checkpoints,
-                      save_interval_steps=config.checkpoint_every) as checkpointer:
-      state, start_step = loop.restore_or_init(checkpointer, abstract_state, replicated,
-                                               init_state)
-      state, losses = loop.run_steps(
-          train_step, state, train_batch, start_step=start_step,
-          total_steps=config.total_steps, checkpointer=checkpointer, writer=writer,
-          log_every=config.log_every)
+    state, start_step, losses = loop.train_with_checkpoints(
+        train_step, init_state, abstract_state, replicated, train_batch,
+        checkpoint_dir=os.path.join(workdir, CHECKPOINT_DIR), config=config, writer=writer)
 
   model, _ = nnx.merge(graphdef, state)
   return {

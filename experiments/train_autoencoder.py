@@ -65,13 +65,11 @@ from scipy.spatial.distance import squareform
 from topojax import data
 from topojax import models
 from topojax._src import registry
-from topojax.losses import topological_autoencoder
-from topojax.losses._autoencoder import topological_autoencoder_components
+from topojax.losses import topological_autoencoder_components
 from topojax.losses import make_autoencoder_loss
 from topojax.train import loop
 from topojax.train import report
 from topojax.train import sharding
-from topojax.train.checkpoint import Checkpointer
 from topojax.train.metric_writer import MetricWriter
 from topojax.train.optim import make_optimizer
 from topojax.train.optim import make_schedule
@@ -207,15 +205,9 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
     # -----------------------------------------------------------------------
     # Checkpoint and loop (`topojax.train.loop`, as `experiments.train`).
     # -----------------------------------------------------------------------
-    with Checkpointer(os.path.join(workdir, CHECKPOINT_DIR),
-                      max_to_keep=config.keep_checkpoints,
-                      save_interval_steps=config.checkpoint_every) as checkpointer:
-      state, start_step = loop.restore_or_init(checkpointer, abstract_state, replicated,
-                                               init_state)
-      state, losses = loop.run_steps(
-          train_step, state, train_batch, start_step=start_step,
-          total_steps=config.total_steps, checkpointer=checkpointer, writer=writer,
-          log_every=config.log_every)
+    state, start_step, losses = loop.train_with_checkpoints(
+        train_step, init_state, abstract_state, replicated, train_batch,
+        checkpoint_dir=os.path.join(workdir, CHECKPOINT_DIR), config=config, writer=writer)
 
   model, _ = nnx.merge(graphdef, state)
   return {
@@ -307,9 +299,10 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, model: nnx.Module,
     z, x_hat = eval_model(x)
     batches = lambda a: a[:num_batches * batch_size].reshape(num_batches, batch_size, -1)
     x_batches, z_batches = batches(x), batches(z)
-    topo = topological_autoencoder(x_batches, z_batches,
-                                   latent_norm=_latent_norm(eval_model), **topo_options)
-    shared = topological_autoencoder_components(x_batches, z_batches).matched_pairs
+    parts = topological_autoencoder_components(
+        x_batches, z_batches, latent_norm=_latent_norm(eval_model), **topo_options)
+    topo = (parts.x_to_z + parts.z_to_x) / batch_size  # the loss, per batch
+    shared = parts.matched_pairs
     return (z, jnp.mean(jnp.square(x_hat - x), axis=-1), topo,
             shared.astype(jnp.float32) / (batch_size - 1))
 

@@ -162,3 +162,15 @@ def test_registry_and_bad_inputs():
     losses.topoloss(jnp.zeros((1, 8, 8), jnp.int32), good)
   with pytest.raises(ValueError, match="NaN"):
     losses.topoloss(good.at[0, 0, 0].set(jnp.nan), good)
+
+
+def test_nan_under_jit_scheduled_bf16_logits_and_numpy_patch_size():
+  pred = jnp.full((2, 8, 8), 0.5).at[0, 3, 3].set(jnp.nan)
+  got = jax.jit(lambda p: losses.topoloss(p, jnp.zeros((2, 8, 8)), patch_size=np.int64(4)))(pred)
+  assert np.isnan(got[0]) and got[1] == 0
+  late = losses.make_loss({"topoloss": 1.0}, schedules={"topoloss": {"name": "step",
+                                                                     "start_fraction": 0.5}},
+                          total_steps=10)
+  logits = jnp.zeros((2, 8, 8, 2), jnp.bfloat16)
+  labels = jnp.zeros((2, 8, 8), jnp.int32)
+  assert jax.jit(late)(logits, labels, step=0).dtype == jnp.float32

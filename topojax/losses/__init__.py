@@ -13,7 +13,9 @@ from topojax.losses._registry import make_autoencoder_loss
 from topojax.losses._registry import make_loss
 from topojax.losses._registry import on_foreground
 from topojax.losses._registry import weight_schedule
+from topojax.losses._autoencoder import TopoAEComponents
 from topojax.losses._autoencoder import topological_autoencoder
+from topojax.losses._autoencoder import topological_autoencoder_components
 from topojax.losses._persistence import betti_matching
 from topojax.losses._persistence import topoloss
 from topojax.losses._segmentation import cedice
@@ -22,10 +24,12 @@ from topojax.losses._segmentation import cross_entropy
 from topojax.losses._segmentation import dice
 from topojax.losses._segmentation import dice_cldice
 from topojax.losses._topo_malis import topo_malis
+from topojax.losses._topo_malis import topo_malis_on_logits
 
 __all__ = [
     "AUTOENCODER_LOSSES",
     "LOSSES",
+    "TopoAEComponents",
     "betti_matching",
     "cedice",
     "cldice",
@@ -38,7 +42,9 @@ __all__ = [
     "make_loss",
     "on_foreground",
     "topo_malis",
+    "topo_malis_on_logits",
     "topological_autoencoder",
+    "topological_autoencoder_components",
     "topoloss",
     "weight_schedule",
 ]

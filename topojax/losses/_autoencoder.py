@@ -11,7 +11,6 @@ Kruskal does), so the loss works under `jit`, `vmap` and `grad`.
 
 from __future__ import annotations
 
-import functools
 from typing import NamedTuple
 
 import jax
@@ -196,7 +195,7 @@ def topological_autoencoder_components(
 
   Examples:
     >>> import jax.numpy as jnp
-    >>> from topojax.losses._autoencoder import topological_autoencoder_components
+    >>> from topojax.losses import topological_autoencoder_components
     >>> x = jnp.array([[0.0, 0.0], [1.0, 0.0], [3.0, 0.0]])
     >>> z = jnp.array([[0.0], [2.0], [3.0]])
     >>> c = topological_autoencoder_components(x, z, x_scale=None)

@@ -12,6 +12,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from topojax import ph
@@ -146,10 +147,10 @@ def topoloss(pred: jax.typing.ArrayLike, target: jax.typing.ArrayLike, *,
   they are perfect already (persistence > `perfect_threshold`), and the others
   with persistence > `persistence_threshold` are pushed to the diagonal:
 
-  $$\mathcal{L} = \sum_{p \in \mathrm{Fix}} ig[(b_p - 1)^2 + d_p^2ig]
-     + \sum_{p \in \mathrm{Remove}} ig[(b_p - ar d_p)^2 + (d_p - ar b_p)^2ig],$$
+  $$\mathcal{L} = \sum_{p \in \mathrm{Fix}} \big[(b_p - 1)^2 + d_p^2\big]
+     + \sum_{p \in \mathrm{Remove}} \big[(b_p - \bar d_p)^2 + (d_p - \bar b_p)^2\big],$$
 
-  summed over patches, where $ar{\cdot}$ is a stop-gradient (each critical
+  summed over patches, where $\bar{\cdot}$ is a stop-gradient (each critical
   pixel is pulled to the other's value, as the original's reference map).
   Values are gathered at the critical pixels, so gradients reach exactly the
   birth and death pixels of the selected pairs.
@@ -162,7 +163,9 @@ def topoloss(pred: jax.typing.ArrayLike, target: jax.typing.ArrayLike, *,
   and `(1,)` (the last through `cubical_persistence`'s host fallback) are
   options. Ties in persistence are ranked by slot (death order).
 
-  **Deliberate differences from the ports.** The loss is written on `pred`
+  **Deliberate differences from the ports.** The reference code
+  (`topoloss_pytorch.py`, and TopoMortar's port) uses dimension 0 of
+  $1 - p$ only: pass `dims=(0,)` to replicate it. The loss is written on `pred`
   (not on raw logits as `topoloss_pytorch.py`), the perfect point is written in
   `pred`'s units (birth 1, death 0; the original writes the (0, 1) of $1 - p$
   into a reference map compared with $p$, which pushes fixed features the
@@ -191,7 +194,8 @@ def topoloss(pred: jax.typing.ArrayLike, target: jax.typing.ArrayLike, *,
       empty patch are then penalised, as in the paper and the TF version).
 
   Returns:
-    `[B]` losses (sums over pixels and patches, not means).
+    `[B]` losses (sums over pixels and patches, not means). Eager calls raise
+    on NaN/inf inputs; under `jit` the example's loss is NaN.
 
   Examples:
     >>> import jax, jax.numpy as jnp
@@ -218,7 +222,8 @@ def topoloss(pred: jax.typing.ArrayLike, target: jax.typing.ArrayLike, *,
   if patch_size is None:
     patch = pred.shape[1:]
   else:
-    patch = (patch_size,) * ndim if isinstance(patch_size, int) else tuple(patch_size)
+    patch = ((patch_size,) * ndim if isinstance(patch_size, (int, np.integer))
+             else tuple(patch_size))
     if len(patch) != ndim or any(int(p) < 2 for p in patch):
       raise ValueError(f"`patch_size` must be None, an int >= 2 or {ndim} ints >= 2, "
                        f"got {patch_size!r}.")
@@ -248,6 +253,8 @@ def _topoloss(pred, target, *, patch, construction, skip_uniform_patches, **tile
                           diagrams)
   diagram, ideal = (jax.tree.map(lambda x, i=i: x[i], diagrams) for i in (0, 1))
   losses = jax.vmap(jax.vmap(functools.partial(_topoloss_tile, **tile_options)))(diagram, ideal)
+  # NaN/inf inputs (flagged by the persistence calls under jit) make the loss NaN.
+  losses = jnp.where(diagram.nonfinite | ideal.nonfinite, jnp.nan, losses)
   if skip_uniform_patches:
     inside = _tiles(jnp.ones_like(target, bool), patch, jnp.zeros(target.shape[:1], bool))
     axes = tuple(range(2, target_tiles.ndim))

@@ -33,8 +33,9 @@ def on_foreground(loss: Callable[..., jax.Array]) -> Callable[..., jax.Array]:
   def on_logits(logits: jax.Array, labels: jax.Array, **hyperparameters) -> jax.Array:
     logits, labels = jnp.asarray(logits), jnp.asarray(labels)
     checks.check_logits_and_labels(logits, labels)
-    background = jax.nn.softmax(logits.astype(jnp.promote_types(logits.dtype, jnp.float32)),
-                                axis=-1)[..., 0]
+    # At least float32 (persistence pairs low-precision values badly).
+    dtype = jnp.float32 if jnp.finfo(logits.dtype).bits < 32 else logits.dtype
+    background = jax.nn.softmax(logits.astype(dtype), axis=-1)[..., 0]
     return loss(1 - background, (labels > 0).astype(background.dtype), **hyperparameters)
   on_logits.__name__ = on_logits.__qualname__ = loss.__name__
   on_logits.__doc__ = f"`{loss.__name__}` on logits and labels (see `on_foreground`)."
@@ -152,8 +153,9 @@ def make_loss(weights: Mapping[str, float],
       if step is None:
         raise ValueError("This loss has scheduled terms: pass `step`.")
       multiplier = schedule(step, total_steps)
-      term = lax.cond(multiplier > 0, lambda l, y: fn(l, y, **kw),
-                      lambda l, y: jnp.zeros(l.shape[:1], l.dtype), logits, labels)
+      on = lambda l, y, fn=fn, kw=kw: fn(l, y, **kw)
+      off = lambda l, y, out=jax.eval_shape(on, logits, labels): jnp.zeros(out.shape, out.dtype)
+      term = lax.cond(multiplier > 0, on, off, logits, labels)
       total += w * multiplier * term
     return total
   return loss
@@ -269,11 +271,12 @@ def make_autoencoder_loss(
       if step is None:
         raise ValueError("This loss has scheduled terms: pass `step`.")
       multiplier = schedule(step, total_steps)
-      values[name] = lax.cond(
-          multiplier > 0,
-          lambda x, z, x_hat, s, fn=fn, kw=kw: fn(x, z, x_hat, latent_norm=s, **kw),
-          lambda x, z, x_hat, s: jnp.zeros((), x.dtype),
-          x, z, x_hat, jnp.asarray(latent_norm, x.dtype))
+      on = lambda x, z, x_hat, s, fn=fn, kw=kw: fn(x, z, x_hat, latent_norm=s, **kw)
+      scale = jnp.asarray(latent_norm, x.dtype)
+      out = jax.eval_shape(on, x, z, x_hat, scale)
+      values[name] = lax.cond(multiplier > 0, on,
+                              lambda *_, out=out: jnp.zeros(out.shape, out.dtype),
+                              x, z, x_hat, scale)
       total += w * multiplier * values[name]
     return total, values
   return loss

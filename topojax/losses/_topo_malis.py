@@ -631,7 +631,7 @@ def topo_malis_on_logits(logits: jax.typing.ArrayLike, labels: jax.typing.ArrayL
 
   Examples:
     >>> import jax.numpy as jnp
-    >>> from topojax.losses._topo_malis import topo_malis_on_logits
+    >>> from topojax.losses import topo_malis_on_logits
     >>> logits = jnp.zeros((2, 8, 8, 2))
     >>> topo_malis_on_logits(logits, jnp.zeros((2, 8, 8), jnp.int32), window=8).tolist()
     [0.0, 0.0]

@@ -10,7 +10,6 @@ bipartite graph's "distance" $1 - |w|$, on the device.
 
 from __future__ import annotations
 
-import functools
 import sys
 from typing import NamedTuple
 

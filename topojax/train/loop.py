@@ -129,3 +129,22 @@ def run_steps(train_step: Callable[..., tuple[PyTree, dict[str, jax.Array]]],
     progress.close()
     checkpointer.wait_until_finished()
   return state, np.asarray(losses, np.float32)
+
+
+def train_with_checkpoints(train_step: Callable[..., tuple[PyTree, dict[str, jax.Array]]],
+                           init_fn: Callable[[], PyTree], abstract_state: PyTree,
+                           sharding: jax.sharding.Sharding,
+                           batch_fn: Callable[[int], tuple[Any, ...]], *, checkpoint_dir: str,
+                           config, writer: MetricWriter) -> tuple[PyTree, int, np.ndarray]:
+  """A whole run: resume from `checkpoint_dir` (`restore_or_init`), then `run_steps`.
+
+  `config` gives `total_steps`, `log_every`, `checkpoint_every` and
+  `keep_checkpoints`. Returns `(state, start_step, losses)`.
+  """
+  with Checkpointer(checkpoint_dir, max_to_keep=config.keep_checkpoints,
+                    save_interval_steps=config.checkpoint_every) as checkpointer:
+    state, start_step = restore_or_init(checkpointer, abstract_state, sharding, init_fn)
+    state, losses = run_steps(train_step, state, batch_fn, start_step=start_step,
+                              total_steps=config.total_steps, checkpointer=checkpointer,
+                              writer=writer, log_every=config.log_every)
+  return state, start_step, losses
