@@ -5,7 +5,7 @@ matrix, $A^X$ and $A^Z$; the 0-dimensional persistence pairs of their
 Vietoris–Rips filtrations are the edges $\pi^X$, $\pi^Z$ of a minimum spanning
 tree of each. The loss asks every edge that is topologically relevant in one
 space to have the same length in the other. The pairing runs on the device (an
-exact Prim's algorithm in a `lax.fori_loop` that breaks ties as the original's
+exact Prim's algorithm, `topojax.ph.rips_h0`, that breaks ties as the original's
 Kruskal does), so the loss works under `jit`, `vmap` and `grad`.
 """
 
@@ -18,6 +18,8 @@ import jax.numpy as jnp
 from jax import lax
 
 from topojax._src import checks
+from topojax._src import numerics
+from topojax.ph import rips_h0
 
 # Flat edge indices lo * B + hi must fit in int32.
 _MAX_POINTS = 46340
@@ -47,71 +49,34 @@ class TopoAEComponents(NamedTuple):
   edges_z: jax.Array
 
 
-def _safe_norm(diff: jax.Array) -> jax.Array:
-  """`[..., D]` -> `[...]` Euclidean norm with a zero (not NaN) gradient at 0."""
-  sq = jnp.sum(jnp.square(diff), axis=-1)
-  positive = sq > 0
-  return jnp.where(positive, jnp.sqrt(jnp.where(positive, sq, 1)), 0).astype(diff.dtype)
-
-
-def _mst_edges(dist: jax.Array) -> jax.Array:
-  """Flat indices `lo * B + hi` of the MST edges of one `[B, B]` distance matrix.
-
-  Prim's algorithm from point 0 with the key (length, lo * B + hi), so that
-  ties are broken exactly as the original's Kruskal breaks them (edges of the
-  upper triangle, stable-sorted by length: equal lengths in row-major order).
-  Under that strict total order the minimum spanning tree is unique, so both
-  algorithms return the same edges. Returns `[B - 1]` int32: entry k is the
-  edge that attached point k + 1.
-  """
-  n = dist.shape[0]
-  vertex = jnp.arange(n, dtype=jnp.int32)
-  never = jnp.iinfo(jnp.int32).max
-
-  def edge_index(j):
-    return jnp.minimum(vertex, j) * n + jnp.maximum(vertex, j)
-
-  def step(_, carry):
-    in_tree, best, best_edge = carry
-    outside = ~in_tree
-    shortest = jnp.min(jnp.where(outside, best, jnp.inf))
-    candidate = outside & (best == shortest)
-    j = jnp.argmin(jnp.where(candidate, best_edge, never)).astype(jnp.int32)
-    in_tree = in_tree.at[j].set(True)
-    row, edge = dist[j], edge_index(j)
-    closer = ~in_tree & ((row < best) | ((row == best) & (edge < best_edge)))
-    return in_tree, jnp.where(closer, row, best), jnp.where(closer, edge, best_edge)
-
-  init = (vertex == 0, dist[0], edge_index(jnp.int32(0)))
-  _, _, best_edge = lax.fori_loop(0, n - 1, step, init)
-  return best_edge[1:]
-
-
 def _components_single(x: jax.Array, z: jax.Array, latent_norm: jax.Array,
                        x_scale: jax.Array, scale_by_max: jax.Array) -> TopoAEComponents:
   """The loss components of one batch: `x` `[B, D]`, `z` `[B, d]`; `x_scale`
   is the input scale unless `scale_by_max` (a traced bool: one program)."""
   n = x.shape[0]
   frozen_x, frozen_z = lax.stop_gradient(x), lax.stop_gradient(z)
-  dist_x = _safe_norm(frozen_x[:, None, :] - frozen_x[None, :, :])
-  dist_z = _safe_norm(frozen_z[:, None, :] - frozen_z[None, :, :])
+  dist_x = numerics.safe_norm(frozen_x[:, None, :] - frozen_x[None, :, :])
+  dist_z = numerics.safe_norm(frozen_z[:, None, :] - frozen_z[None, :, :])
 
   # Scales (differentiable): the input's by a constant or its largest distance,
   # recomputed from the coordinates of the farthest pair.
   far = jnp.argmax(dist_x).astype(jnp.int32)
-  largest = _safe_norm(x[far // n] - x[far % n])
+  largest = numerics.safe_norm(x[far // n] - x[far % n])
   scale_x = jnp.where(scale_by_max, jnp.where(largest > 0, largest, jnp.ones((), x.dtype)),
                       x_scale)
   scale_z = latent_norm
 
   # The pairing, on the scaled matrices as in the original.
-  edges = jax.vmap(_mst_edges)(jnp.stack([dist_x / lax.stop_gradient(scale_x),
-                                          dist_z / lax.stop_gradient(scale_z)]))
+  # `rips_h0` orders equal lengths by flat index: Kruskal's stable-sorted
+  # upper triangle, as the original's union-find takes them.
+  edges = rips_h0(jnp.stack([dist_x / lax.stop_gradient(scale_x),
+                             dist_z / lax.stop_gradient(scale_z)]),
+                  distance_matrix=True).death_index[:, 1:]
   lo, hi = edges // n, edges % n  # [2, B - 1] each
 
   # Edge lengths in both spaces, from the coordinates (gradient-safe sqrt).
-  length_x = _safe_norm(x[lo] - x[hi]) / scale_x
-  length_z = _safe_norm(z[lo] - z[hi]) / scale_z
+  length_x = numerics.safe_norm(x[lo] - x[hi]) / scale_x
+  length_z = numerics.safe_norm(z[lo] - z[hi]) / scale_z
   terms = jnp.sum(jnp.square(length_x - length_z), axis=-1)
 
   in_z = jnp.isin(edges[0], edges[1])

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from topojax._src import checks
+from topojax._src import numerics
 from topojax.ph._diagram import Diagram, gather_values
 
 # Flat indices i * N + j into an [N, N] matrix must fit in int32.
@@ -36,13 +37,6 @@ def _is_traced(x: jax.Array) -> bool:
 def _unflatten(tree, batch_shape: tuple[int, ...]):
   """Reshapes the leading (flattened) batch axis of every leaf to `batch_shape`."""
   return jax.tree_util.tree_map(lambda a: a.reshape(batch_shape + a.shape[1:]), tree)
-
-
-def _safe_norm(diff: jax.Array) -> jax.Array:
-  """`[..., D]` -> `[...]` Euclidean norm with a zero (not NaN) gradient at 0."""
-  sq = jnp.sum(jnp.square(diff), axis=-1)
-  positive = sq > 0
-  return jnp.where(positive, jnp.sqrt(jnp.where(positive, sq, 1)), 0).astype(diff.dtype)
 
 
 # ---------------------------------------------------------------------------
@@ -76,32 +70,41 @@ def pairwise_distances(points: jax.Array) -> jax.Array:
   checks.check_floating(points, "points")
   if points.ndim < 2:
     raise ValueError(f"`points` must be [..., N, D], got shape {points.shape}.")
-  return _safe_norm(points[..., :, None, :] - points[..., None, :, :])
+  return numerics.safe_norm(points[..., :, None, :] - points[..., None, :, :])
 
 
 def _prim(row, n: int):
   """Prim's algorithm from vertex 0 on the complete graph with weights `row(j)`.
 
+  Edges are ordered by (weight, flat index `min(i, j) * n + max(i, j)`), a
+  strict total order, so the tree is the unique minimum spanning tree under
+  it: the one Kruskal's algorithm builds from the upper triangle stable-sorted
+  by weight (equal weights in row-major order), ties and duplicate points
+  included.
+
   Returns `parent` (`[N]` int32, the tree vertex through which each vertex was
   attached; 0 for vertex 0) and `attach` (`[N]`, the weight of that edge, +inf
   when the vertex could only be reached through +inf weights).
   """
-  first = row(jnp.int32(0))
-  in_tree = jnp.zeros((n,), bool).at[0].set(True)
-  parent = jnp.zeros((n,), jnp.int32)
+  vertex = jnp.arange(n, dtype=jnp.int32)
+  never = jnp.iinfo(jnp.int32).max
+  edge_to = lambda j: jnp.minimum(vertex, j) * n + jnp.maximum(vertex, j)
 
   def step(_, carry):
-    in_tree, best, parent = carry
-    j = jnp.argmin(jnp.where(in_tree, jnp.inf, best)).astype(jnp.int32)
-    # When every remaining weight is +inf, argmin lands in the tree (index 0):
-    # take the first vertex outside instead; it starts a new component.
-    j = jnp.where(in_tree[j], jnp.argmax(~in_tree).astype(jnp.int32), j)
+    in_tree, best, best_edge, parent = carry
+    outside = ~in_tree
+    lightest = jnp.min(jnp.where(outside, best, jnp.inf))
+    # The outside vertex with the smallest (weight, edge); when every
+    # remaining weight is +inf this starts a new component.
+    j = jnp.argmin(jnp.where(outside & (best == lightest), best_edge, never)).astype(jnp.int32)
     in_tree = in_tree.at[j].set(True)
-    weights = row(j)
-    closer = (weights < best) & ~in_tree  # strict: ties keep the earlier parent
-    return in_tree, jnp.where(closer, weights, best), jnp.where(closer, j, parent)
+    weights, edges = row(j), edge_to(j)
+    closer = ~in_tree & ((weights < best) | ((weights == best) & (edges < best_edge)))
+    return (in_tree, jnp.where(closer, weights, best), jnp.where(closer, edges, best_edge),
+            jnp.where(closer, j, parent))
 
-  _, attach, parent = lax.fori_loop(0, n - 1, step, (in_tree, first, parent))
+  init = (vertex == 0, row(jnp.int32(0)), edge_to(jnp.int32(0)), jnp.zeros((n,), jnp.int32))
+  _, attach, _, parent = lax.fori_loop(0, n - 1, step, init)
   return parent, attach
 
 
@@ -129,7 +132,7 @@ def _rips_h0_single(x: jax.Array, distance_matrix: bool) -> Diagram:
   if distance_matrix:
     length = gather_values(x, death_index, finite)
   else:
-    length = _safe_norm(x[lo] - x[hi])
+    length = numerics.safe_norm(x[lo] - x[hi])
   return Diagram(
       birth=jnp.zeros((n,), x.dtype),
       death=jnp.where(finite, length, jnp.inf).astype(x.dtype),
@@ -182,7 +185,9 @@ def rips_h0(x: jax.Array, *, distance_matrix: bool = False) -> Diagram:
   $$\mathrm{Dgm}_0 = \{(0, \ell_e) : e \in \mathrm{MST}\} \cup \{(0, +\infty)\}.$$
 
   The MST is grown by Prim's algorithm from point 0 in a `lax.fori_loop`
-  (N - 1 steps, each one O(N) vector minimum; ties go to the lowest index). For
+  (N - 1 steps, each one O(N) vector minimum). Equal lengths are ordered by
+  the flat index `min(i, j) * N + max(i, j)`, so the tree is the one Kruskal's
+  algorithm builds from the stable-sorted upper triangle, ties included. For
   point input each step computes the distances from the newly attached point,
   so memory stays O(N D) and no N x N matrix is built.
 
