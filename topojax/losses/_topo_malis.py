@@ -35,6 +35,7 @@ import numpy as np
 from jax import lax
 
 from topojax._src import checks
+from topojax._src import numerics
 
 _CONVENTIONS = ("topomortar", "oner")
 # Largest window side: (group * E + edge) sort keys must fit in int32.
@@ -174,9 +175,7 @@ def _find(parent: jax.Array, x: jax.Array, depth: int) -> jax.Array:
 
 def _kruskal_keys(cost: jax.Array) -> jax.Array:
   """int32 keys increasing in Kruskal order (decreasing cost), exact for any float32."""
-  bits = lax.bitcast_convert_type(cost.astype(jnp.float32) + 0.0, jnp.int32)  # -0. -> +0.
-  ascending = jnp.where(bits < 0, bits ^ 0x7FFFFFFF, bits)  # the float order
-  return ~ascending  # reversed without overflow
+  return ~numerics.sortable_int32(cost)  # reversed without overflow
 
 
 def _later(key_a, index_a, key_b, index_b):
