@@ -24,7 +24,6 @@ import jax.numpy as jnp
 from jax.experimental import multihost_utils
 import ml_collections
 import numpy as np
-import optax
 from absl import app
 from absl import flags
 from absl import logging
@@ -40,6 +39,7 @@ from topojax.train import report
 from topojax.train import sharding
 from topojax.train.loop import NonFiniteError  # noqa: F401 (re-exported)
 from topojax.train.metric_writer import MetricWriter
+from topojax.train.optim import apply_gradients
 from topojax.train.optim import make_optimizer
 from topojax.train.optim import make_schedule
 
@@ -156,13 +156,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
         return jnp.mean(loss_fn(model(images), labels, step=optimizer.step[...]))
 
       loss, grads = nnx.value_and_grad(mean_loss)(model)
-      optimizer.update(model, grads)
-      step_metrics = {
-          "loss": loss,
-          "grad_norm": optax.tree.norm(grads),
-          "param_norm": optax.tree.norm(nnx.state(model, nnx.Param)),
-          "lr": lr,
-      }
+      step_metrics = apply_gradients(model, optimizer, grads, loss, lr)
       return nnx.state((model, optimizer)), step_metrics
 
     train_step = jax.jit(train_step, donate_argnums=0,

@@ -51,7 +51,6 @@ import jax.numpy as jnp
 import matplotlib
 import ml_collections
 import numpy as np
-import optax
 from absl import app
 from absl import flags
 from absl import logging
@@ -71,6 +70,7 @@ from topojax.train import loop
 from topojax.train import report
 from topojax.train import sharding
 from topojax.train.metric_writer import MetricWriter
+from topojax.train.optim import apply_gradients
 from topojax.train.optim import make_optimizer
 from topojax.train.optim import make_schedule
 
@@ -185,17 +185,10 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
                        step=optimizer.step[...])
 
       (loss, terms), grads = nnx.value_and_grad(objective, has_aux=True)(model)
-      # optax's Adam bias correction raises a Python float to the int32 step
-      # count, which strict dtype promotion (the tests' setting) rejects.
-      with jax.numpy_dtype_promotion("standard"):
-        optimizer.update(model, grads)
       step_metrics = {
-          "loss": loss,
+          **apply_gradients(model, optimizer, grads, loss, lr),
           **{f"loss/{name}": value for name, value in terms.items()},
           "latent_norm": jnp.asarray(_latent_norm(model), jnp.float32),
-          "grad_norm": optax.tree.norm(grads),
-          "param_norm": optax.tree.norm(nnx.state(model, nnx.Param)),
-          "lr": lr,
       }
       return nnx.state((model, optimizer)), step_metrics
 

@@ -7,8 +7,10 @@ Shared by the experiments (`experiments/train.py`,
 
 from __future__ import annotations
 
+import jax
 import ml_collections
 import optax
+from flax import nnx
 
 
 def make_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
@@ -44,3 +46,21 @@ def make_optimizer(config: ml_collections.ConfigDict,
     raise ValueError(f"Unknown optimizer {name!r}; known: sgd, adam, adamw.")
   clip = [optax.clip_by_global_norm(config.grad_clip_norm)] if config.grad_clip_norm else []
   return optax.chain(*clip, *core)
+
+
+def apply_gradients(model: nnx.Module, optimizer: nnx.Optimizer, grads, loss: jax.Array,
+                    lr: jax.Array) -> dict[str, jax.Array]:
+  """`optimizer.update(model, grads)`, and the step metrics every trainer logs.
+
+  optax's Adam bias correction raises a Python float to the int32 step count,
+  which strict dtype promotion (the tests' setting) rejects, so the update
+  runs under standard promotion (no dtype changes for float32 parameters).
+  """
+  with jax.numpy_dtype_promotion("standard"):
+    optimizer.update(model, grads)
+  return {
+      "loss": loss,
+      "grad_norm": optax.tree.norm(grads),
+      "param_norm": optax.tree.norm(nnx.state(model, nnx.Param)),
+      "lr": lr,
+  }
