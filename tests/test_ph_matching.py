@@ -184,3 +184,25 @@ def test_gradient_reaches_only_critical_pixels():
 def test_bad_input_is_named(kwargs, message):
   with pytest.raises(ValueError, match=message):
     betti_matching(**kwargs)
+
+
+def _smoothed_pairs(batch, size, seed):
+  """Smoothed probability maps against binary labels (the loss's inputs)."""
+  from scipy import ndimage  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(seed)
+  smooth = lambda sigma: ndimage.gaussian_filter(rng.standard_normal((size, size)), sigma)
+  pred = np.stack([1 / (1 + np.exp(-3 * smooth(2) / 0.1)) for _ in range(batch)])
+  target = np.stack([smooth(4) > 0 for _ in range(batch)])
+  return pred.astype(np.float32), target.astype(np.float32)
+
+
+@pytest.mark.parametrize("comparison", ["union", "intersection"])
+def test_large_images_take_the_reduced_capacity_tiers(comparison):
+  """Large enough for the capacity tiers and for the rounds to move to smaller
+  arrays (the small cases above use one worst-case capacity)."""
+  pred, target = _smoothed_pairs(2, 96, seed=2)
+  m = betti_matching(pred, target, filtration="superlevel", comparison=comparison)
+  for i in range(len(pred)):
+    for dim in (0, 1):
+      assert _pairs_and_matches(m, i, dim) == _reference(-pred[i], -target[i], dim, comparison), (
+          i, dim)

@@ -38,15 +38,26 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from topojax._src import checks
+from topojax._src import numerics
+from topojax.ph import _grid
 from topojax.ph import _h0
 from topojax.ph._cubical import _capacities, _essential_block, _finite_block
 from topojax.ph._diagram import Diagram, concatenate
 
 _FILTRATIONS = ("sublevel", "superlevel")
+_INT_MAX = jnp.iinfo(jnp.int32).max
 _COMPARISONS = ("union", "intersection")
+# Capacities of the reduced graph tried before the worst case, as fractions of
+# an image's (nodes, edges): in every pass a smoothed map against a label keeps
+# under a fifth of its nodes and a tenth of its edges, its own passes far fewer.
+_REDUCED_TIERS = ((1 / 16, 1 / 16), (1 / 4, 1 / 8))
+# Cross-image births decide fewer nodes per round than an image's own (a fifth
+# against two thirds), so the rounds move to smaller arrays more often.
+_SHRINK = 4
 
 
 @jax.tree_util.register_dataclass
@@ -99,6 +110,68 @@ class _Graph(NamedTuple):
   node_voxel: jax.Array  # [B, W] int32 the node cell's parent pixel (-1: outer)
 
 
+@functools.lru_cache(maxsize=None)
+def _primal_ends(shape: tuple[int, ...]):
+  """`(u, v, edge_at)` of the pixel graph: edge `p * d + k` joins p and
+  `p + e_k` (a loop at p past the border); `edge_at[p, k]` that edge, -1 if none."""
+  ndim, n = len(shape), math.prod(shape)
+  coords = np.indices(shape).reshape(ndim, n)
+  strides = [math.prod(shape[a + 1:]) for a in range(ndim)]
+  pixel = np.arange(n)
+  inside = np.stack([coords[k] < shape[k] - 1 for k in range(ndim)], axis=1)
+  far = np.where(inside, pixel[:, None] + np.array(strides)[None, :], pixel[:, None])
+  edge_at = np.where(inside, pixel[:, None] * ndim + np.arange(ndim)[None, :], -1)
+  return (np.repeat(pixel, ndim).astype(np.int32), far.reshape(-1).astype(np.int32),
+          edge_at, shape)
+
+
+@functools.lru_cache(maxsize=None)
+def _dual_ends(shape: tuple[int, ...]):
+  """`(u, v, edge_at, top_shape)` of the top-cell graph (`_dual_graph`'s order):
+  node `num_top` is the outer one; `edge_at[t, m]` joins top cells t and
+  `t + e_m`, -1 if none."""
+  ndim, n = len(shape), math.prod(shape)
+  top_shape = tuple(s - 1 for s in shape)
+  num_top = math.prod(top_shape)
+  coords = np.indices(shape).reshape(ndim, n)
+  top_strides = [math.prod(top_shape[a + 1:]) for a in range(ndim)]
+  sides = np.full((2, n, ndim), num_top, np.int64)
+  edge_at = np.full((num_top, ndim), -1, np.int64)
+  for k in range(ndim):
+    missing = 1 - k if ndim == 2 else k  # Betti-Matching-3D's cell types
+    spans = [a for a in range(ndim) if a != missing]
+    inside = np.logical_and.reduce([coords[a] < shape[a] - 1 for a in spans])
+    index = n * ndim - 1 - (np.arange(n) * ndim + k)  # the list is reversed
+    for side, step in enumerate((-1, 0)):
+      at = coords.copy()
+      at[missing] += step
+      ok = inside & (at[missing] >= 0) & (at[missing] < top_shape[missing])
+      top = sum(at[a] * top_strides[a] for a in range(ndim))
+      sides[side, :, k] = np.where(ok, top, num_top)
+    both = sides[0, :, k] < num_top
+    both &= sides[1, :, k] < num_top
+    edge_at[sides[0, both, k], missing] = index[both]
+  u, v = (sides[i].reshape(-1)[::-1].astype(np.int32) for i in range(2))
+  return u, v, edge_at, top_shape
+
+
+@functools.lru_cache(maxsize=None)
+def _unit_squares(dual: bool, shape: tuple[int, ...]) -> np.ndarray:
+  """`[Q, 4]` the edges of every unit square (4-cycle) of the node grid."""
+  _, _, edge_at, grid_shape = (_dual_ends if dual else _primal_ends)(shape)
+  ndim = len(grid_shape)
+  coords = np.indices(grid_shape).reshape(ndim, -1)
+  strides = [math.prod(grid_shape[a + 1:]) for a in range(ndim)]
+  squares = []
+  for a, b in itertools.combinations(range(ndim), 2):
+    node = np.nonzero((coords[a] < grid_shape[a] - 1) & (coords[b] < grid_shape[b] - 1))[0]
+    squares.append(np.stack([edge_at[node, a], edge_at[node, b],
+                             edge_at[node + strides[a], b], edge_at[node + strides[b], a]],
+                            axis=1))
+  squares = np.concatenate(squares) if squares else np.zeros((0, 4), np.int64)
+  return squares[np.all(squares >= 0, axis=1)].astype(np.int32)
+
+
 def _first_max(values, ids):
   """Per cell, the max of its pixels' `values` and the first (C-order) pixel
   attaining it; `values`/`ids` list the cell's pixels in C order."""
@@ -122,18 +195,13 @@ def _primal_graph(f: jax.Array) -> _Graph:
   ndim, n = len(shape), math.prod(shape)
   ids = jnp.arange(n, dtype=jnp.int32).reshape((1,) + shape)
   coords = jnp.indices(shape)
-  values, fars, valid = [], [], []
+  values = []
   for k in range(ndim):
     step = tuple(int(a == k) for a in range(ndim))
-    far = _shifted(ids, step, 0)
-    inside = coords[k] < shape[k] - 1
-    best, _ = _first_max([f, _shifted(f, step, -jnp.inf)], [ids, far])
-    values.append(jnp.where(inside, best, jnp.inf))
-    fars.append(jnp.where(inside, far, ids)[0])
-    valid.append(inside)
+    best = jnp.maximum(f, _shifted(f, step, -jnp.inf))
+    values.append(jnp.where(coords[k] < shape[k] - 1, best, jnp.inf))
   value = jnp.stack(values, axis=-1).reshape(batch, n * ndim)
-  u = jnp.repeat(jnp.arange(n, dtype=jnp.int32), ndim)
-  v = jnp.stack(fars, axis=-1).reshape(-1)
+  u, v, _, _ = _primal_ends(shape)
   flat = f.reshape(batch, n)
   voxel = jnp.where(flat[:, u] == value, u, v)  # the anchor on a tie
   return _Graph(u, v, value, voxel, flat, jnp.arange(n, dtype=jnp.int32),
@@ -167,10 +235,7 @@ def _dual_graph(f: jax.Array) -> _Graph:
   node_voxel = jnp.concatenate([top_voxel[crop].reshape(batch, num_top),
                                 jnp.full((batch, 1), -1, jnp.int32)], axis=1)
 
-  def top_index(cell_coords):
-    return sum(c * math.prod(top_shape[a + 1:]) for a, c in enumerate(cell_coords))
-
-  values, voxels, sides = [], [], []
+  values, voxels = [], []
   for k in range(ndim):
     missing = 1 - k if ndim == 2 else k  # Betti-Matching-3D's cell types
     spans = tuple(a for a in range(ndim) if a != missing)
@@ -178,33 +243,149 @@ def _dual_graph(f: jax.Array) -> _Graph:
     best, voxel = cell(spans)
     values.append(jnp.where(inside, -best, jnp.inf))
     voxels.append(voxel)
-    pair = []
-    for step in (-1, 0):
-      at = [coords[a] + (step if a == missing else 0) for a in range(ndim)]
-      ok = inside & (at[missing] >= 0) & (at[missing] < top_shape[missing])
-      pair.append(jnp.where(ok, top_index(at), num_top).astype(jnp.int32))
-    sides.append(pair)
   flip = lambda x: jnp.flip(jnp.stack(x, axis=-1).reshape(x[0].shape[0], n * ndim), axis=1)
-  u = flip([s[0][None] for s in sides])[0]
-  v = flip([s[1][None] for s in sides])[0]
+  u, v, _, _ = _dual_ends(shape)
   tie = jnp.arange(num_top, -1, -1, dtype=jnp.int32)
   return _Graph(u, v, flip(values), flip(voxels), node_value, tie, node_voxel)
 
 
-def _elder(order: _Graph, node_value: jax.Array, node_tie: jax.Array) -> jax.Array:
+class _Forest(NamedTuple):
+  """What one edge order decides before any births are known, per image.
+
+  A node's **first edge** (its lightest, as `_h0`'s attachment) joins it, a
+  singleton, to the component of the other end, which already holds that
+  end's whole chain of first edges (each is lighter than the last). The chains
+  form a forest whose roots are the nodes that two first edges share (the lower
+  id) or that have none. Edges that close a unit square of the grid last
+  (by (value, index)) are in no minimum spanning forest and decide nothing.
+  """
+  first: jax.Array  # [B * W] each node's first edge (global id; any value at roots)
+  parent: jax.Array  # [B * W] the first edge's other end; roots point at themselves
+  root: jax.Array  # [B * W] bool
+  candidate: jax.Array  # [B * E] bool real edges that may be in a spanning forest
+
+
+def _global_ends(order: _Graph, width: int):
+  """`[B * E]` each edge's ends as global node ids (`b * width + node`)."""
+  base = jnp.arange(order.value.shape[0], dtype=jnp.int32)[:, None] * width
+  return (base + order.u[None]).reshape(-1), (base + order.v[None]).reshape(-1)
+
+
+def _forest(order: _Graph, squares: np.ndarray) -> _Forest:
+  batch, num_edges = order.value.shape
+  width = order.node_value.shape[1]
+  u, v = _global_ends(order, width)
+  real = (order.value < jnp.inf).reshape(-1) & (u != v)
+  key = jnp.where(real, numerics.sortable_int32(order.value).reshape(-1), _INT_MAX)
+  nodes = jnp.arange(batch * width, dtype=jnp.int32)
+  edges = jnp.arange(batch * num_edges, dtype=jnp.int32)
+  lightest = jnp.full(nodes.shape, _INT_MAX).at[u].min(key).at[v].min(key)
+  first = (jnp.full(nodes.shape, _INT_MAX)
+           .at[u].min(jnp.where(real & (key == lightest[u]), edges, _INT_MAX))
+           .at[v].min(jnp.where(real & (key == lightest[v]), edges, _INT_MAX)))
+  has = first < _INT_MAX
+  first = jnp.where(has, first, 0)
+  parent = jnp.where(has, u[first] + v[first] - nodes, nodes)
+  root = ~has | ((parent[parent] == nodes) & (nodes < parent))
+  candidate = real
+  if squares.shape[0]:
+    square_key = key.reshape(batch, num_edges)[:, squares]  # [B, Q, 4]
+    square_edge = jnp.broadcast_to(jnp.asarray(squares), square_key.shape)
+    last, last_key = square_edge[..., 0], square_key[..., 0]
+    for j in range(1, 4):
+      later = (square_key[..., j] > last_key) | (
+          (square_key[..., j] == last_key) & (square_edge[..., j] > last))
+      last = jnp.where(later, square_edge[..., j], last)
+      last_key = jnp.where(later, square_key[..., j], last_key)
+    lanes = jnp.arange(batch, dtype=jnp.int32)[:, None]
+    candidate &= ~jnp.zeros((batch, num_edges), bool).at[lanes, last].set(True).reshape(-1)
+  return _Forest(first, jnp.where(root, nodes, parent), root, candidate)
+
+
+def _dies_at_first_edge(forest: _Forest, birth) -> jax.Array:
+  """`[B * W]` whether each node dies at its first edge: whether a node on its
+  parent's chain (all there by then) is older."""
+  def jump(state):  # the oldest birth on the chain from the parent up to `pointer`
+    pointer, value, tie = state
+    above_value, above_tie = value[pointer], tie[pointer]
+    older = _grid.lex_less(above_value, above_tie, value, tie)
+    return pointer[pointer], jnp.where(older, above_value, value), jnp.where(older, above_tie, tie)
+
+  def two_jumps(state):  # a test costs as much as a jump
+    state = jump(jump(state[0]))
+    return state, jnp.any(state[0][state[0]] != state[0])
+
+  parent = forest.parent
+  state = (parent, birth[0][parent], birth[1][parent])
+  (_, value, tie), _ = lax.while_loop(lambda s: s[1], two_jumps, (state, jnp.array(True)))
+  return ~forest.root & _grid.lex_less(value, tie, birth[0], birth[1])
+
+
+def _elder(order: _Graph, forest: _Forest, node_value: jax.Array) -> jax.Array:
   """`[B, E]` per edge of `order` the local node that dies there (-1: none),
-  with births `(node_value, node_tie)`."""
+  with births `(node_value, order.node_tie)`.
+
+  Nodes that die at their first edge are decided at once and contracted into
+  their parent; the nodes left and the candidate edges between them (a few
+  percent of the graph) go to `_h0`'s parallel elder rule, on arrays of the
+  smallest capacity tier that holds them.
+  """
   batch, num_edges = order.value.shape
   width = node_value.shape[1]
-  base = jnp.arange(batch, dtype=jnp.int32)[:, None] * width
-  u = (base + order.u[None]).reshape(-1)
-  v = (base + order.v[None]).reshape(-1)
-  value = order.value.reshape(-1)
-  birth = (node_value.reshape(-1), jnp.tile(node_tie, batch))
-  young, u, v = _h0._elder_rounds(u, v, value, birth, batch=batch)
-  young = _h0._elder_sequential(u, v, value, young, birth, batch=batch)
+  birth = (node_value.reshape(-1), jnp.tile(order.node_tie, batch))
+  nodes = jnp.arange(batch * width, dtype=jnp.int32)
+  dies = _dies_at_first_edge(forest, birth)
+  into = _h0._pointer_jump(jnp.where(dies, forest.parent, nodes))
+  young = jnp.full((batch * num_edges,), -1, jnp.int32).at[
+      jnp.where(dies, forest.first, batch * num_edges)].set(nodes, mode="drop")
+  u, v = _global_ends(order, width)
+  live = forest.candidate & (into[u] != into[v])
+  survivors = _h0._pack(~dies.reshape(batch, width))
+  candidates = _h0._pack(live.reshape(batch, num_edges))
+  tiers = [(width, num_edges)]
+  if batch * width >= _h0._MIN_PIXELS_FOR_TIERS:
+    tiers = [(math.ceil(width * a), math.ceil(num_edges * b)) for a, b in _REDUCED_TIERS] + tiers
+  branches = [functools.partial(_reduced_elder, node_cap=node_cap, edge_cap=edge_cap)
+              for node_cap, edge_cap in tiers]
+  args = (into[u], into[v], order.value.reshape(-1), birth, young, survivors, candidates)
+  if len(branches) == 1:
+    young = branches[0](*args)
+  else:
+    most_nodes, most_edges = jnp.max(survivors.total), jnp.max(candidates.total)
+    tier = sum(((most_nodes > a) | (most_edges > b)).astype(jnp.int32) for a, b in tiers[:-1])
+    young = lax.switch(tier, branches, *args)
   young = young.reshape(batch, num_edges)
-  return jnp.where(young >= 0, young - base, -1)
+  return jnp.where(young >= 0, young - jnp.arange(batch, dtype=jnp.int32)[:, None] * width, -1)
+
+
+def _reduced_elder(u, v, value, birth, young, survivors: _h0._Packed,
+                   candidates: _h0._Packed, *, node_cap: int, edge_cap: int):
+  """`_elder`'s rounds on `[B, node_cap]` surviving nodes and `[B, edge_cap]`
+  candidate edges (`u`, `v`: the edges' contracted ends); fills in `young`."""
+  batch = survivors.words.shape[0]
+  width, num_edges = birth[0].shape[0] // batch, young.shape[0] // batch
+  lanes = jnp.arange(batch, dtype=jnp.int32)[:, None]
+  node = _h0._compact(survivors, node_cap)
+  edge = _h0._compact(candidates, edge_cap)
+  is_edge = edge >= 0
+  edge = lanes * num_edges + jnp.maximum(edge, 0)
+  old_node = lanes * width + jnp.maximum(node, 0)
+
+  def renumber(x):  # padding edges become loops at each image's first slot
+    return jnp.where(is_edge, lanes * node_cap + _h0._rank_in_row(survivors, x - lanes * width),
+                     lanes * node_cap).reshape(-1)
+
+  compact_birth = (jnp.where(node >= 0, birth[0][old_node], jnp.inf).reshape(-1),
+                   birth[1][old_node].reshape(-1))
+  compact_u, compact_v = renumber(u[edge]), renumber(v[edge])
+  compact_value = jnp.where(is_edge, value[edge], jnp.inf).reshape(-1)
+  dying, compact_u, compact_v = _h0._elder_rounds(
+      compact_u, compact_v, compact_value, compact_birth, batch=batch, shrink=_SHRINK)
+  dying = _h0._elder_sequential(compact_u, compact_v, compact_value, dying, compact_birth,
+                                batch=batch)
+  decided = dying >= 0
+  return young.at[jnp.where(decided, edge.reshape(-1), young.shape[0])].set(
+      old_node.reshape(-1)[jnp.maximum(dying, 0)], mode="drop")
 
 
 class _Pairs(NamedTuple):
@@ -250,24 +431,31 @@ def _lookup(table, keys):
 def _match_dimension(x, y, c, dual: bool, in_comparison_order: bool, capacity: int):
   """Pairs of `x` and `y` in one dimension and their matching (slots).
 
-  The five elder-rule passes share the graph's shape, so they run as one batch:
-  each image's own filtration, then either the comparison's order with the
-  inputs' births or the inputs' orders with the comparison's births.
+  Five elder-rule passes on three edge orders: each image's own filtration,
+  then either the comparison's order with the inputs' births or the inputs'
+  orders with the comparison's births.
   """
   build = _dual_graph if dual else _primal_graph
   batch = x.shape[0]
+  # Images 0, 1, 2: x, y, c; each pass is (its edge order, its births).
   if in_comparison_order:
-    orders, births = (x, y, c, c, c), (x, y, c, x, y)
+    orders, births = (0, 1, 2, 2, 2), (0, 1, 2, 0, 1)
   else:
-    orders, births = (x, y, c, x, y), (x, y, c, c, c)
-  graph = build(jnp.concatenate(orders))
-  birth_value = build(jnp.concatenate(births)).node_value
-  # One compiled engine, run pass after pass: in one batch the passes would
-  # wait for each other's slowest rounds.
-  stacked = lambda a: a.reshape((len(orders), batch) + a.shape[1:])
+    orders, births = (0, 1, 2, 0, 1), (0, 1, 2, 2, 2)
+  graph = build(jnp.concatenate([x, y, c]))
+  squares = _unit_squares(dual, x.shape[1:])
+  per_image = lambda a: a.reshape((3, batch) + a.shape[1:])
+  one_order = lambda value: graph._replace(value=value, voxel=None,
+                                           node_value=graph.node_value[:batch], node_voxel=None)
+  # The three orders' forests one after the other, then the five passes: in
+  # one batch they would wait for each other's slowest loops.
+  forests = lax.map(lambda value: _forest(one_order(value), squares), per_image(graph.value))
+  node_values = per_image(graph.node_value)
+  pick = lambda a, which: a[jnp.array(which)]
   young = lax.map(
-      lambda run: _elder(graph._replace(value=run[0]), run[1], graph.node_tie),
-      (stacked(graph.value), stacked(birth_value)))
+      lambda run: _elder(one_order(run[0]), _Forest(*run[1]), run[2]),
+      (pick(per_image(graph.value), orders), jax.tree.map(lambda a: pick(a, orders), forests),
+       pick(node_values, births)))
   part = lambda i: jax.tree.map(
       lambda a: a[i * batch:(i + 1) * batch] if a.ndim == 2 else a, graph)
   px, py, pc = (_own_pairs(part(i), young[i], dual, capacity) for i in range(3))
