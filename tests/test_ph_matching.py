@@ -175,7 +175,7 @@ def test_gradient_reaches_only_critical_pixels():
     ({"pred": np.zeros((2, 4, 4), np.float32), "target": np.zeros((2, 4, 4), np.float32),
       "dims": (2,)}, "dims"),
     ({"pred": np.zeros((2, 3, 4, 4), np.float32), "target": np.zeros((2, 3, 4, 4), np.float32),
-      "dims": (1,)}, "dimension 1"),
+      "dims": (3,)}, "dims"),
     ({"pred": np.full((2, 4, 4), np.nan, np.float32), "target": np.zeros((2, 4, 4), np.float32)},
      "NaN"),
     ({"pred": np.zeros((2, 4, 4), np.float32), "target": np.zeros((2, 4, 4), np.float32),

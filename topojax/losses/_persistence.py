@@ -50,7 +50,8 @@ def betti_matching(pred: jax.typing.ArrayLike, target: jax.typing.ArrayLike, *,
     target: same shape, the target map (e.g. binary labels as floats).
     filtration: "superlevel" (foreground = high values) or "sublevel".
     comparison: "union" or "intersection" (see `topojax.ph.betti_matching`).
-    dims: homology dimensions, a subset of `(0, d-1)`; default both.
+    dims: homology dimensions; default `(0, d-1)` (on the device; 3D dimension 1
+      runs on the host, see `topojax.ph.betti_matching`).
     include_essential: add the essential H0 classes (always matched).
     include_unmatched_target: add the (constant) unmatched-target term.
 

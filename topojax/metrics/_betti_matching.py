@@ -24,7 +24,8 @@ def betti_matching_error(pred: jax.typing.ArrayLike, target: jax.typing.ArrayLik
     target: same shape.
     filtration: "superlevel" (foreground = high values) or "sublevel".
     comparison: "union" or "intersection".
-    dims: homology dimensions, a subset of `(0, d-1)`; default both.
+    dims: homology dimensions; default `(0, d-1)` (on the device; 3D dimension 1
+      runs on the host, see `topojax.ph.betti_matching`).
 
   Returns:
     `[B]` int32.

@@ -45,6 +45,7 @@ from topojax._src import checks
 from topojax._src import numerics
 from topojax.ph import _grid
 from topojax.ph import _h0
+from topojax.ph import _matching_dim1
 from topojax.ph._cubical import _capacities, _essential_block, _finite_block
 from topojax.ph._diagram import Diagram, concatenate
 
@@ -476,6 +477,22 @@ def _match_dimension(x, y, c, dual: bool, in_comparison_order: bool, capacity: i
   return px, py, x_match, y_match
 
 
+def _match_on_host(x, y, comparison: str, capacity: int):
+  """3D dimension 1 by matrix reduction on the host (`_matching_dim1`), one
+  volume pair at a time; pairs come as `_Pairs` with only the pixels set."""
+  host = functools.partial(_matching_dim1.padded_matching_dim1, comparison=comparison,
+                           capacity=capacity)
+  slots = jax.ShapeDtypeStruct((capacity,), jnp.int32)
+  count = jax.ShapeDtypeStruct((), jnp.int32)
+  result = (slots, slots, count, slots, slots, count, slots, slots)
+  out = jax.vmap(lambda a, b: jax.pure_callback(host, result, a, b, vmap_method="sequential"))(
+      x, y)
+  x_birth, x_death, x_count, y_birth, y_death, y_count, x_match, y_match = out
+  pairs = lambda birth, death, count: _Pairs(None, None, None, birth, death, count)
+  return (pairs(x_birth, x_death, x_count), pairs(y_birth, y_death, y_count), x_match,
+          y_match)
+
+
 def _block(f, pairs: _Pairs, capacity: int, dim: int, nonfinite) -> Diagram:
   """`cubical_persistence`'s finite block, per image of the batch."""
   block = jax.vmap(lambda image, birth, death, count: _finite_block(
@@ -515,10 +532,12 @@ def _betti_matching(pred, target, *, filtration, comparison, dims, include_essen
     offset = 1
   for dim in dims:
     capacity = _capacities(pred.shape[1:], "V", (dim,), None)[dim]
-    dual = dim > 0
-    px, py, x_match, y_match = _match_dimension(
-        x, y, c, dual, in_comparison_order=(dim == 0) == (comparison == "union"),
-        capacity=capacity)
+    if dim == 1 and ndim == 3:
+      px, py, x_match, y_match = _match_on_host(x, y, comparison, capacity)
+    else:
+      px, py, x_match, y_match = _match_dimension(
+          x, y, c, dim > 0, in_comparison_order=(dim == 0) == (comparison == "union"),
+          capacity=capacity)
     pred_blocks.append(_block(pred, px, capacity, dim, nonfinite))
     target_blocks.append(_block(target, py, capacity, dim, nonfinite))
     pred_matches.append(jnp.where(x_match >= 0, x_match + offset, -1))
@@ -546,7 +565,10 @@ def betti_matching(pred: jax.typing.ArrayLike, target: jax.typing.ArrayLike, *,
   for the tie conventions, which are that code's.
 
   Dimension 0 and dimension d-1 are computed on the device, batched, inside
-  `jit`; 3D dimension 1 (which needs a matrix reduction) is not available.
+  `jit`. 3D dimension 1 has no union-find formulation: `dims=(0, 1, 2)` runs
+  a matrix reduction on the host (`jax.pure_callback`, one volume at a time,
+  pure Python: seconds for ~30^3 volumes), whose tie order is documented in
+  `topojax.ph._matching_dim1` (not checked against Betti-Matching-3D's).
 
   Args:
     pred: `[B, H, W]` or `[B, D, H, W]` real-valued maps (e.g. foreground
@@ -555,7 +577,7 @@ def betti_matching(pred: jax.typing.ArrayLike, target: jax.typing.ArrayLike, *,
     filtration: "superlevel" (high values first: foreground probabilities)
       or "sublevel".
     comparison: "union" or "intersection".
-    dims: homology dimensions, a subset of `(0, d-1)`; default both.
+    dims: homology dimensions; default `(0, d-1)` (on the device).
     include_essential: add the essential H0 class of each image (born at the
       global extremum, `death = ±inf`), always matched to the other's.
 
@@ -586,11 +608,10 @@ def betti_matching(pred: jax.typing.ArrayLike, target: jax.typing.ArrayLike, *,
   if comparison not in _COMPARISONS:
     raise ValueError(f"`comparison` must be one of {_COMPARISONS}, got {comparison!r}.")
   ndim = pred.ndim - 1
-  available = (0, ndim - 1)
-  dims = available if dims is None else tuple(sorted(set(int(d) for d in dims)))
+  available = tuple(range(ndim))
+  dims = (0, ndim - 1) if dims is None else tuple(sorted(set(int(d) for d in dims)))
   if not dims or any(d not in available for d in dims):
-    raise ValueError(f"`dims` must be a non-empty subset of {available} (3D dimension 1 "
-                     f"is not available), got {dims}.")
+    raise ValueError(f"`dims` must be a non-empty subset of {available}, got {dims}.")
   checks.raise_if_nonfinite(pred, "pred")
   checks.raise_if_nonfinite(target, "target")
   return _betti_matching(pred, target, filtration=filtration, comparison=comparison,
