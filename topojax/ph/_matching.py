@@ -25,7 +25,9 @@ component that dies at a comparison pair names the input pair it is matched
 through (dimension 0 with the union); in an input's order with the
 comparison's births, an input pair names the comparison component it maps
 into (dimension d-1 with the union). The intersection swaps the two. Each
-pass runs `_h0`'s parallel elder rule on the whole graph.
+pass first decides what its order and births decide without rounds (`_Forest`,
+`_elder`) and runs `_h0`'s parallel elder rule on what is left. 3D dimension 1
+comes from a matrix reduction on the host (`_matching_dim1`).
 """
 
 from __future__ import annotations
@@ -113,7 +115,7 @@ class _Graph(NamedTuple):
 
 @functools.lru_cache(maxsize=None)
 def _primal_ends(shape: tuple[int, ...]):
-  """`(u, v, edge_at)` of the pixel graph: edge `p * d + k` joins p and
+  """`(u, v, edge_at, shape)` of the pixel graph: edge `p * d + k` joins p and
   `p + e_k` (a loop at p past the border); `edge_at[p, k]` that edge, -1 if none."""
   ndim, n = len(shape), math.prod(shape)
   coords = np.indices(shape).reshape(ndim, n)
