@@ -181,4 +181,4 @@ def simple_points(x: jax.Array, *, ndim: int = 2, connectivity: int | None = Non
   x = jnp.asarray(x)
   checks.check_spatial(x, "x", ndim)
   connectivity = sp.check_connectivity(ndim, connectivity)
-  return sp.simple_points(x != 0, ndim=ndim, connectivity=connectivity)
+  return sp.simple_points(x.astype(bool), ndim=ndim, connectivity=connectivity)
