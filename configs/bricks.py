@@ -30,7 +30,7 @@ batch 32; not timed here):
 
 Arguments after `:` (comma-separated, see `configs.common.parse_arg`):
   runlocal                 the small variant above.
-  loss=cedice|cldice|dice_cldice|betti_matching|topoloss|topo
+  loss=cedice|cldice|dice_cldice|betti_matching|topoloss|topo|skelrecall|cbdice|warping
                            cedice: CE + Dice with background (TopoMortar's
                              baseline, the default);
                            cldice: TopoMortar's "clDice",
@@ -42,7 +42,11 @@ Arguments after `:` (comma-separated, see `configs.common.parse_arg`):
                            topoloss: CE + 100 TopoLoss (50x50 patches), the
                              latter on in the last 30 % of steps;
                            topo: TopoMortar's TOPO (`topo_malis` alone, on
-                             the logit difference, see its docstring).
+                             the logit difference, see its docstring);
+                           skelrecall: CE + 1 Skeleton Recall (no Dice);
+                           cbdice: 0.5 CE + 0.25 Dice + 0.25 cbDice;
+                           warping: Dice + 0.1 Warping, the latter on in the
+                             last 30 % of steps.
   optimizer=sgd|adam|adamw sgd: Nesterov momentum 0.99 as TopoMortar (default).
   schedule=poly|warmup_cosine|constant
                            poly: lr (1 - t/T)^0.9 as TopoMortar (default).
@@ -77,6 +81,15 @@ LOSS_PRESETS = {
                  {"topoloss": {"patch_size": 50}}),
     # TopoMortar's TOPO: distance-map regression + windowed MALIS, alone.
     "topo": ({"topo_malis": 1.0}, {}),
+    # TopoMortar's Skeleton Recall: CE + 1 recall of the label's tubed
+    # skeleton (computed on device), no Dice.
+    "skelrecall": ({"cross_entropy": 1.0, "skeleton_recall": 1.0}, {}),
+    # TopoMortar's cbDice: 0.5 CE + 0.25 Dice + 0.25 cbDice (alpha = beta = 1).
+    "cbdice": ({"cross_entropy": 0.5, "dice": 0.25, "cbdice": 0.25},
+               {"dice": {"include_background": True}}),
+    # TopoMortar's Warping: Dice + 0.1 CE on the critical pixels, the latter
+    # in the last 30 % of steps.
+    "warping": ({"dice": 1.0, "warping": 0.1}, {"dice": {"include_background": True}}),
 }
 
 # loss name -> `topojax.losses.weight_schedule` arguments, per preset: the
@@ -84,6 +97,7 @@ LOSS_PRESETS = {
 LOSS_SCHEDULES = {
     "betti_matching": {"betti_matching": {"name": "step", "start_fraction": 0.7}},
     "topoloss": {"topoloss": {"name": "step", "start_fraction": 0.7}},
+    "warping": {"warping": {"name": "step", "start_fraction": 0.7}},
 }
 
 # name -> optax optimiser settings; `experiments.train` reads `name`,

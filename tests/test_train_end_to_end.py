@@ -140,6 +140,21 @@ def test_betti_matching_preset_trains_without_nans(tmp_path):
   assert result["losses"][-1] < result["losses"][0]
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["skelrecall", "cbdice", "warping"])
+def test_skeleton_loss_presets_train_without_nans(name, tmp_path):
+  """TopoMortar's Skeleton Recall, cbDice and Warping presets by name, every
+  term on from the start: losses stay finite and go below the first."""
+  config = _tiny_config()
+  preset = bricks.get_config(f"runlocal,loss={name}")
+  config.loss, config.loss_options = preset.loss, preset.loss_options
+  config.loss_schedules = {}
+  config.total_steps = 12
+  losses = trainer.train(config, str(tmp_path))["losses"]
+  assert np.all(np.isfinite(losses))
+  assert np.min(losses[1:]) < losses[0]
+
+
 def test_batch_size_must_divide_over_devices(tmp_path):
   config = _tiny_config()
   config.batch_size = 6

@@ -18,7 +18,9 @@ from topojax._src import registry
 from topojax.losses import _autoencoder
 from topojax.losses import _persistence
 from topojax.losses import _segmentation
+from topojax.losses import _skeleton
 from topojax.losses import _topo_malis
+from topojax.losses import _warping
 
 LossFn = Callable[..., jax.Array]
 
@@ -51,6 +53,9 @@ LOSSES: Mapping[str, LossFn] = {
     "betti_matching": on_foreground(_persistence.betti_matching),
     "topoloss": on_foreground(_persistence.topoloss),
     "topo_malis": _topo_malis.topo_malis_on_logits,
+    "skeleton_recall": _skeleton.skeleton_recall,
+    "cbdice": _skeleton.cbdice,
+    "warping": _warping.warping,
 }
 
 

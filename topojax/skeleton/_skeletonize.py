@@ -79,7 +79,7 @@ def skeletonize(x: jax.Array, *, ndim: int = 2, num_iter: int | None = None,
   foreground points of the subfield that are *simple* (deleting them changes
   no connected component, tunnel or cavity; an exact test, see
   `topojax.skeleton.simple_points`) and, in `mode="curve"`, not end points (at
-  most one foreground neighbour, re-checked before each subfield). Points of one
+  most one foreground neighbour when the iteration starts). Points of one
   subfield are never adjacent, so the result has exactly the topology of the
   binarised input, with 8/4 (2D) or 26/6 (3D) adjacency for the foreground and
   background by default.
@@ -107,8 +107,7 @@ def skeletonize(x: jax.Array, *, ndim: int = 2, num_iter: int | None = None,
     connectivity: foreground adjacency, 8 or 4 in 2D, 26 or 6 in 3D
       (the background gets the complementary one).
     compat: "menten" reproduces the reference PyTorch `Skeletonize`
-      (Boolean simple-point test): its subfield order, end points fixed once
-      per iteration, and its gradient, which is multiplied at every iteration
+      (Boolean simple-point test): its subfield order and its gradient, which is multiplied at every iteration
       by `0.5` (`min_tie="split"`, current torch) or `1` (`"first"`, torch 1.9)
       on kept foreground and on flagged background voxels and zeroed on deleted
       ones. Its forward values equal the reference's for the same binarised
@@ -144,7 +143,7 @@ def skeletonize(x: jax.Array, *, ndim: int = 2, num_iter: int | None = None,
     schedule = thinning.Schedule(ndim, connectivity, "iteration", _MENTEN_ORDER[ndim])
     tie_factor = _MIN_TIE[min_tie]
   else:
-    schedule = thinning.Schedule(ndim, connectivity, "pass" if mode == "curve" else "none")
+    schedule = thinning.Schedule(ndim, connectivity, "iteration" if mode == "curve" else "none")
     tie_factor = None
   impl = "xla" if impl == "auto" else impl
   return thinning.thin(binary, schedule, num_iter, tie_factor, impl, block_sizes)
