@@ -26,7 +26,6 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 
 Offset = tuple[int, ...]
@@ -174,7 +173,3 @@ def parities(ndim: int) -> list[Offset]:
 def subfield_slices(x_ndim: int, ndim: int, parity: Offset) -> tuple[slice, ...]:
   return (slice(None),) * (x_ndim - ndim) + tuple(slice(p, None, 2) for p in parity)
 
-
-def np_parity_mask(shape: tuple[int, ...], parity: Offset) -> np.ndarray:
-  grids = np.indices(shape)
-  return np.logical_and.reduce([g % 2 == p for g, p in zip(grids, parity)])

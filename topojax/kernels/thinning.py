@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -188,9 +187,3 @@ def _thin_bwd(schedule, num_iter, tie_factor, impl, block_sizes, multiplier, g):
 
 thin.defvjp(_thin_fwd, _thin_bwd)
 
-
-def check_order(order: Sequence[Sequence[int]], ndim: int) -> tuple[tuple[int, ...], ...]:
-  order = tuple(tuple(int(v) for v in p) for p in order)
-  if sorted(order) != sp.parities(ndim):
-    raise ValueError(f"`order` must list each of the {2 ** ndim} subfield parities once, got {order}.")
-  return order

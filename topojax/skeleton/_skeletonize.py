@@ -125,8 +125,9 @@ def skeletonize(x: jax.Array, *, ndim: int = 2, num_iter: int | None = None,
     >>> import jax.numpy as jnp
     >>> from topojax.skeleton import skeletonize
     >>> bar = jnp.zeros((7, 11)).at[2:5, 1:10].set(1.0)
-    >>> skeletonize(bar).astype(int)[1:6].tolist()
-    [[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], [0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0], [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]]
+    >>> skel = skeletonize(bar)  # the middle row, shortened by one at each end
+    >>> skel[3].astype(int).tolist(), int(skel.sum())
+    ([0, 0, 1, 1, 1, 1, 1, 1, 1, 0, 0], 7)
     >>> ring = jnp.ones((5, 5)).at[2, 2].set(0.0)
     >>> int(skeletonize(ring, mode="homotopic").sum())  # the loop stays closed
     4
