@@ -23,6 +23,7 @@ from jax import lax
 
 from topojax._src import checks
 from topojax._src import distance
+from topojax._src import morphology
 from topojax.losses._segmentation import _flag_invalid
 from topojax.losses._segmentation import _spatial_sum
 from topojax.losses._segmentation import cross_entropy
@@ -34,22 +35,6 @@ COMPATS = (None, "menten")
 
 
 # --- shared pieces ---------------------------------------------------------------------------
-
-
-def _dilate_cross(x: jax.Array, ndim: int) -> jax.Array:
-  """One binary dilation of bool `x` by the radius-1 cross (4- or 6-neighbours),
-  outside = False (skimage's `dilation` default footprint)."""
-  out = x
-  for axis in range(x.ndim - ndim, x.ndim):
-    n = x.shape[axis]
-    if n == 1:
-      continue
-    pad = [(0, 0)] * x.ndim
-    pad[axis] = (1, 1)
-    padded = jnp.pad(x, pad, constant_values=False)
-    out = (out | lax.slice_in_dim(padded, 0, n, axis=axis)
-           | lax.slice_in_dim(padded, 2, n + 2, axis=axis))
-  return out
 
 
 @functools.partial(jax.jit, static_argnums=(1, 2, 3))
@@ -127,7 +112,7 @@ def tubed_skeleton(mask: jax.Array, *, ndim: int, tube_radius: int = 2,
 @functools.partial(jax.jit, static_argnums=(2, 3))
 def _dilate_inside(skel: jax.Array, inside: jax.Array, ndim: int, tube_radius: int) -> jax.Array:
   for _ in range(tube_radius):
-    skel = _dilate_cross(skel, ndim)
+    skel = morphology.dilate_cross(skel, ndim)
   return skel & inside
 
 

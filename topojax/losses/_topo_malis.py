@@ -35,6 +35,7 @@ import numpy as np
 from jax import lax
 
 from topojax._src import checks
+from topojax._src import morphology
 from topojax._src import numerics
 
 _CONVENTIONS = ("topomortar", "oner")
@@ -99,14 +100,6 @@ def _shift(x: jax.Array, dy: int, dx: int, fill) -> jax.Array:
   padded = jnp.pad(x, pad, constant_values=fill)
   y0, x0 = max(-dy, 0), max(-dx, 0)
   return padded[..., y0:y0 + h, x0:x0 + w]
-
-
-def _dilate_cross(x: jax.Array, iterations: int) -> jax.Array:
-  """`scipy.ndimage.binary_dilation(x, iterations=k)` (cross element, outside = 0)."""
-  for _ in range(iterations):
-    x = (x | _shift(x, 1, 0, False) | _shift(x, -1, 0, False) | _shift(x, 0, 1, False)
-         | _shift(x, 0, -1, False))
-  return x
 
 
 def _label_components(region: jax.Array, connectivity: int) -> jax.Array:
@@ -445,7 +438,7 @@ def _malis_node_weights(pred, truth, *, window, max_distance, min_distance, dila
     return zeros, zeros
   p, g = _windows(pred.astype(jnp.float32), window), _windows(truth, window)
   num_windows = p.shape[0]
-  labels = _label_components(~_dilate_cross(g == 0, dilation), connectivity)
+  labels = _label_components(~morphology.dilate_cross(g == 0, 2, dilation), connectivity)
 
   cost, truth_cost = _edge_sums(p), _edge_sums(g)
   passes = []
