@@ -246,9 +246,8 @@ def smooth_map(shape, seed, sigma=2.0):
   return (1 / (1 + np.exp(-3 * (z - z.mean()) / z.std()))).astype(np.float32)
 
 
-@pytest.mark.parametrize("construction", ["V", "T"])
-@pytest.mark.parametrize("shape", [(72, 64), (16, 16, 16)])
-def test_batches_large_enough_for_compact_capacities_match_cripser(construction, shape):
+@pytest.mark.parametrize("shape,construction", [((72, 64), "V"), ((16, 16, 16), "T")])
+def test_batches_large_enough_for_compact_capacities_match_cripser(shape, construction):
   # Batches of >= 2^14 pixels first try small compact capacities (see
   # topojax/ph/_h0.py): smoothed maps fit the smallest, i.i.d. noise the next,
   # and a batch with a noise image moves every image to the larger one.

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from topojax.kernels import soft_skeleton as kernel
 from topojax.skeleton import soft_dilate, soft_erode, soft_open, soft_skeleton, soft_skeleton_reference
 
 torch = pytest.importorskip("torch")
@@ -127,3 +128,39 @@ def test_grad_under_vmap_matches_batched_grad():
   batched = jax.grad(lambda v: jnp.sum(soft_skeleton(v, num_iter=4) ** 2))(x)
   per_image = jax.vmap(jax.grad(lambda v: jnp.sum(soft_skeleton(v, num_iter=4) ** 2)))(x)
   np.testing.assert_allclose(per_image, batched, atol=1e-6)
+
+
+@pytest.mark.parametrize("ndim,shape,block", [
+    (2, (3, 1, 13, 10), 2),  # three images in blocks of two: the last block is padded
+    (3, (2, 6, 5, 7), 1),
+])
+def test_pallas_kernels_in_interpret_mode_equal_the_xla_path(ndim, shape, block):
+  x = _random_input(np.random.default_rng(ndim), shape, "quantised")  # ties exercise the routing
+  w = jax.random.normal(jax.random.key(5), shape)
+  blocks = kernel.BlockSizes(batch=block)
+
+  def value_and_grad(impl):
+    f = lambda v: jnp.sum(w * soft_skeleton(v, num_iter=3, ndim=ndim, impl=impl, block_sizes=blocks))
+    return soft_skeleton(x, num_iter=3, ndim=ndim, impl=impl, block_sizes=blocks), jax.grad(f)(x)
+
+  skel_kernel, grad_kernel = value_and_grad("pallas_interpret")
+  skel_xla, grad_xla = value_and_grad("xla")
+  np.testing.assert_array_equal(skel_kernel, skel_xla)
+  np.testing.assert_array_equal(skel_kernel, soft_skeleton_reference(x, num_iter=3, ndim=ndim))
+  np.testing.assert_allclose(grad_kernel, grad_xla, atol=1e-6)
+  assert float(jnp.abs(grad_kernel).max()) > 0.0
+
+
+def test_pallas_kernels_directly_against_the_reference():
+  x = jax.random.uniform(jax.random.key(6), (2, 11, 9))
+  g = jax.random.normal(jax.random.key(7), x.shape)
+  skel = kernel.soft_skeleton_pallas(x, 4, 2, interpret=True)
+  np.testing.assert_allclose(skel, kernel.soft_skeleton_reference(x, 4, 2), atol=1e-7)
+  _, vjp = jax.vjp(lambda v: kernel.soft_skeleton_reference(v, 4, 2), x)
+  np.testing.assert_allclose(kernel.soft_skeleton_grad_pallas(x, g, 4, 2, interpret=True),
+                             vjp(g)[0], atol=1e-5)  # continuous input: no ties to split
+
+
+def test_unknown_impl_raises():
+  with pytest.raises(ValueError, match="impl"):
+    soft_skeleton(jnp.ones((4, 4)), impl="cuda")
