@@ -40,6 +40,11 @@ def _resolve_band_width(thresholds, scale, band_width_arg):
   return acc.required_band_width(np.asarray(thresholds), float(scale))
 
 
+def uniform_grid(thresholds) -> bool:
+  """Static: concrete, evenly spaced thresholds (fast arithmetic bins)."""
+  return _concrete(thresholds) and acc.is_uniform_grid(np.asarray(thresholds))
+
+
 def _check_common(directions, thresholds, scale, tie, impl, dim):
   directions = jnp.asarray(directions)
   thresholds = jnp.asarray(thresholds)
@@ -250,7 +255,7 @@ def ect(x: jax.Array, *simplices: jax.Array, directions: jax.Array, thresholds: 
   heights = jnp.matmul(points, directions.astype(x.dtype).T, precision=jax.lax.Precision.HIGHEST)
   cell_h, weights, cell_seg, bad_index = _cell_arrays(heights, seg, cells, count)
   curves, overflow = acc.accumulate(cell_h, weights, cell_seg, thresholds.astype(x.dtype), scale,
-                                    count, tie, width, impl, block_sizes)
+                                    count, tie, width, impl, block_sizes, uniform_grid(thresholds))
   nonfinite = jnp.zeros((count + 1,), bool).at[seg].max(~jnp.isfinite(heights).all(axis=1))
   flagged = overflow | bad_index | nonfinite[:count]
   curves = jnp.where(flagged[:, None, None], jnp.nan, curves)

@@ -143,10 +143,11 @@ def image_ect(images: jax.Array, *, ndim: int = 2, directions: jax.Array, thresh
     weights.append((-1.0) ** len(cell_type) * cell_values.reshape(cell_values.shape[0], -1))
   heights, weights = jnp.concatenate(heights), jnp.concatenate(weights, axis=1)
   segments = jnp.zeros((heights.shape[0],), jnp.int32)
+  uniform = _ect.uniform_grid(thresholds)
 
   def one_image(w):
     curves, overflow = acc.accumulate(heights, w, segments, thresholds.astype(dtype), scale, 1,
-                                      tie, width, impl, acc.BlockSizes())
+                                      tie, width, impl, acc.BlockSizes(), uniform)
     return jnp.where(overflow[:, None, None] | ~jnp.isfinite(w).all(), jnp.nan, curves)[0]
 
   curves = jax.vmap(one_image)(weights)

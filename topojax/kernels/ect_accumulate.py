@@ -29,20 +29,21 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.custom_derivatives import SymbolicZero
 from jax.experimental import pallas as pl
 
 IMPLS = ("banded", "dense", "pallas", "pallas_interpret")
 TIES = ("closed", "open")
-# sigmoid(z) is below this side's cut-off's value (3.8e-11) and dropped ...
-LOWER_CUTOFF = 24.0
-# ... and exactly 1.0 in float32 from here on (jax.nn.sigmoid is from 17).
-UPPER_CUTOFF = 18.0
+# Below this z, sigmoid(z) < 2.1e-9 is dropped (the dense sum of such tails
+# stays under 1e-5 for 4000 cells) ...
+LOWER_CUTOFF = 20.0
+# ... and from this z on jax.nn.sigmoid is exactly 1.0 in float32.
+UPPER_CUTOFF = 17.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,14 +56,24 @@ class BlockSizes:
 def required_band_width(thresholds, scale: float) -> int:
   """Smallest static band that holds every unsaturated threshold of any cell.
 
-  A band starts at the first threshold above h - LOWER_CUTOFF / s and must
-  reach past h + UPPER_CUTOFF / s: at most the number of thresholds in a
-  half-open window of length (LOWER_CUTOFF + UPPER_CUTOFF) / s, plus one.
+  A band starts at the first threshold above h - LOWER_CUTOFF / s and covers
+  every threshold below h + UPPER_CUTOFF / s: at most the number of thresholds
+  in a window of that length (a hair wider, for rounding).
   """
   t = np.asarray(thresholds, np.float64)
-  window = (LOWER_CUTOFF + UPPER_CUTOFF) / float(scale)
+  window = (LOWER_CUTOFF + UPPER_CUTOFF) / float(scale) * (1 + 1e-6)
   inside = np.searchsorted(t, t + window, side="left") - np.arange(len(t))
-  return int(inside.max()) + 1
+  return int(inside.max())
+
+
+def is_uniform_grid(thresholds) -> bool:
+  """Whether concrete thresholds are evenly spaced (to 1e-4 of the spacing);
+  then bins are computed arithmetically instead of by binary search."""
+  t = np.asarray(thresholds, np.float64)
+  if len(t) < 2 or not t[-1] > t[0]:
+    return False
+  grid = np.linspace(t[0], t[-1], len(t))
+  return bool(np.abs(t - grid).max() <= 1e-4 * (t[-1] - t[0]) / (len(t) - 1))
 
 
 def _segment_one_hot(segments, num_segments, dtype):
@@ -89,15 +100,34 @@ def accumulate_reference(heights, weights, segments, thresholds, scale, *,
 # ------------------------------------------------------------------ banded
 
 
-def _band_start(heights, thresholds, scale, tie):
+def _first_at_or_above(thresholds, values, strict, uniform):
+  """Index of the first threshold >= value (> value if `strict`), in [0, T].
+
+  On a uniform grid an arithmetic estimate is off by at most one step and two
+  comparisons with the actual thresholds make it exact: 50-100x faster than
+  a binary search on XLA:CPU.
+  """
+  num = thresholds.shape[0]
+  if not uniform:
+    return jnp.searchsorted(thresholds, values, side="right" if strict else "left",
+                            method="scan_unrolled").astype(jnp.int32)
+  below = (lambda t, v: t <= v) if strict else (lambda t, v: t < v)
+  step = (thresholds[-1] - thresholds[0]) / (num - 1)
+  estimate = jnp.ceil((values - thresholds[0]) / step)
+  index = jnp.clip(jnp.nan_to_num(estimate, nan=num), 0, num).astype(jnp.int32)
+  for _ in range(2):
+    index = jnp.where((index > 0) & ~below(thresholds[jnp.maximum(index - 1, 0)], values),
+                      index - 1, index)
+    index = jnp.where((index < num) & below(thresholds[jnp.minimum(index, num - 1)], values),
+                      index + 1, index)
+  return index
+
+
+def _band_start(heights, thresholds, scale, tie, uniform):
   """First threshold index whose value is not (numerically) zero."""
-  flat = heights.reshape(-1)
   if scale is None:
-    side = "left" if tie == "closed" else "right"
-    start = jnp.searchsorted(thresholds, flat, side=side)
-  else:
-    start = jnp.searchsorted(thresholds, flat - LOWER_CUTOFF / scale, side="right")
-  return start.reshape(heights.shape).astype(jnp.int32)
+    return _first_at_or_above(thresholds, heights, tie == "open", uniform)
+  return _first_at_or_above(thresholds, heights - LOWER_CUTOFF / scale, True, uniform)
 
 
 def _band(heights, thresholds, scale, start, k):
@@ -114,36 +144,67 @@ def _overflowed(heights, thresholds, scale, start, band_width):
   return valid & ~(z >= UPPER_CUTOFF)
 
 
+class _FlatBins:
+  """Row-major bins `[num_segments, D, T + 1]` of one flat array plus a trash
+  bin at the end: 1-D scatters and gathers run 2x faster on XLA:CPU than
+  3-index ones, and dropped cells need no bounds mode."""
+
+  def __init__(self, segments, num_segments, num_dirs, num_thresholds):
+    self.row = num_thresholds + 1
+    self.size = num_segments * num_dirs * self.row
+    in_range = (segments >= 0) & (segments < num_segments)
+    base = (segments[:, None] * num_dirs + jnp.arange(num_dirs)[None, :]) * self.row
+    self.base = jnp.where(in_range[:, None], base, self.size)  # [M, D]
+    self.in_range = in_range
+    self.shape = (num_segments, num_dirs, self.row)
+
+  def index(self, threshold_index):
+    """Flat index of `[M, D]` threshold indices (T means "past the end")."""
+    return jnp.where(self.base < self.size, self.base + threshold_index, self.size)
+
+  def scatter(self, flat, index, values):
+    return flat.at[index.reshape(-1)].add(values.reshape(-1), mode="promise_in_bounds")
+
+  def zeros(self, dtype):
+    return jnp.zeros((self.size + 1,), dtype)
+
+  def unflatten(self, flat):
+    return flat[:self.size].reshape(self.shape)
+
+  def flatten(self, curves):
+    """`[num_segments, D, T + 1]` -> flat with a zero trash bin."""
+    return jnp.concatenate([curves.reshape(-1), jnp.zeros((1,), curves.dtype)])
+
+
 def accumulate_banded(heights, weights, segments, thresholds, scale, *, num_segments: int,
-                      tie: str = "closed", band_width: int = 0) -> tuple[jax.Array, jax.Array]:
+                      tie: str = "closed", band_width: int = 0,
+                      uniform: bool = False) -> tuple[jax.Array, jax.Array]:
   """Histogram + cumulative sum, with sigmoids only inside each band.
 
   Returns:
     `(curves [num_segments, D, T], overflow [num_segments])`: overflow marks
     segments with a cell whose band was wider than `band_width` (smooth only).
   """
-  num_cells, num_dirs = heights.shape
-  num_thresholds = thresholds.shape[0]
-  start = _band_start(heights, thresholds, scale, tie)
-  seg = jnp.broadcast_to(segments[:, None], heights.shape)
-  direction = jnp.broadcast_to(jnp.arange(num_dirs)[None, :], heights.shape)
+  num_dirs, num_thresholds = heights.shape[1], thresholds.shape[0]
+  bins = _FlatBins(segments, num_segments, num_dirs, num_thresholds)
+  start = _band_start(heights, thresholds, scale, tie, uniform)
   w = jnp.broadcast_to(weights[:, None], heights.shape)
-  steps = jnp.zeros((num_segments, num_dirs, num_thresholds + 1), heights.dtype)
-  steps = steps.at[seg, direction, jnp.minimum(start + band_width, num_thresholds)].add(
-      w, mode="drop")
-  curves = jnp.cumsum(steps, axis=-1)[..., :num_thresholds]
+  steps = bins.scatter(bins.zeros(heights.dtype),
+                       bins.index(jnp.minimum(start + band_width, num_thresholds)), w)
+  curves = jnp.cumsum(bins.unflatten(steps), axis=-1)
   if scale is None:
-    return curves, jnp.zeros((num_segments,), bool)
+    return curves[..., :num_thresholds], jnp.zeros((num_segments,), bool)
 
-  def add_slot(k, curves):
+  def add_slot(k, flat):
     index, valid, _, z = _band(heights, thresholds, scale, start, k)
-    return curves.at[seg, direction, jnp.where(valid, index, num_thresholds)].add(
-        w * jax.nn.sigmoid(z), mode="drop")
+    return bins.scatter(flat, bins.index(jnp.where(valid, index, num_thresholds)),
+                        w * jax.nn.sigmoid(z))
 
-  curves = lax.fori_loop(0, band_width, add_slot, curves)
+  curves = bins.unflatten(lax.fori_loop(0, band_width, add_slot, bins.flatten(curves)))
   overflow = _overflowed(heights, thresholds, scale, start, band_width).any(axis=1)
-  overflow = jnp.zeros((num_segments,), bool).at[segments].max(overflow, mode="drop")
-  return curves, overflow
+  overflow = jnp.zeros((num_segments + 1,), bool).at[
+      jnp.where(bins.in_range, segments, num_segments)].max(overflow)
+  return curves[..., :num_thresholds], overflow[:num_segments]
 
 
 def _suffix_sums(g):
@@ -152,36 +213,38 @@ def _suffix_sums(g):
   return jnp.concatenate([s, jnp.zeros_like(s[..., :1])], axis=-1)
 
 
-def _banded_cotangents(heights, weights, segments, thresholds, scale, g, tie, band_width):
-  """(dh, dw, dt, ds) of `accumulate_banded`, recomputing the band."""
+def _banded_cotangents(heights, weights, segments, thresholds, scale, g, tie, band_width,
+                       uniform, need_t):
+  """(dh, dw, dt, ds) of `accumulate_banded`, recomputing the band; `dt` only
+  if `need_t` (it is the one scatter of the backward pass)."""
   num_segments, num_dirs, num_thresholds = g.shape
-  start = _band_start(heights, thresholds, scale, tie)
-  in_range = (segments >= 0) & (segments < num_segments)
-  seg = jnp.where(in_range, segments, 0)[:, None]
-  direction = jnp.arange(num_dirs)[None, :]
+  bins = _FlatBins(segments, num_segments, num_dirs, num_thresholds)
+  start = _band_start(heights, thresholds, scale, tie, uniform)
   # The step part: each cell reads the suffix sum of g after its band.
-  tail = _suffix_sums(g)[seg, direction, jnp.minimum(start + band_width, num_thresholds)]
+  tail = bins.flatten(_suffix_sums(g))[
+      bins.index(jnp.minimum(start + band_width, num_thresholds))]
+  keep = bins.in_range[:, None]
   if scale is None:
-    dw = jnp.where(in_range, tail.sum(axis=1), 0.0)
-    return jnp.zeros_like(heights), dw, jnp.zeros_like(thresholds), None
+    return jnp.zeros_like(heights), tail.sum(axis=1), jnp.zeros_like(thresholds), None
+  flat_g = bins.flatten(jnp.pad(g, [(0, 0), (0, 0), (0, 1)]))
 
   def slot(k, acc):
     dw, dz, dzt, dt = acc
     index, valid, t, z = _band(heights, thresholds, scale, start, k)
-    gk = jnp.where(valid, g[seg, direction, jnp.minimum(index, num_thresholds - 1)], 0.0)
+    gk = flat_g[bins.index(jnp.where(valid, index, num_thresholds))]
     sig = jax.nn.sigmoid(z)
     slope = gk * sig * (1.0 - sig)
-    dt = dt.at[jnp.where(valid & in_range[:, None], index, num_thresholds)].add(
-        weights[:, None] * slope, mode="drop")
+    if need_t:
+      dt = dt.at[jnp.where(valid & keep, index, num_thresholds).reshape(-1)].add(
+          (weights[:, None] * slope).reshape(-1), mode="drop")
     return dw + gk * sig, dz + slope, dzt + slope * (t - heights), dt
 
   zeros = jnp.zeros_like(heights)
   dw, dz, dzt, dt = lax.fori_loop(0, band_width, slot,
                                   (tail, zeros, zeros, jnp.zeros_like(thresholds)))
-  keep = in_range[:, None]
   dh = jnp.where(keep, -scale * weights[:, None] * dz, 0.0)
   ds = jnp.sum(jnp.where(keep, weights[:, None] * dzt, 0.0))
-  return dh, jnp.where(in_range, dw.sum(axis=1), 0.0), scale * dt, ds
+  return dh, dw.sum(axis=1), scale * dt, ds
 
 
 # ------------------------------------------------------------------ pallas
@@ -297,26 +360,29 @@ def _pallas_cotangents(heights, weights, segments, thresholds, scale, g, tie, bl
 # ------------------------------------------------------------------ entry point
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6, 7, 8, 9))
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6, 7, 8, 9, 10))
 def accumulate(heights, weights, segments, thresholds, scale, num_segments: int,
                tie: str = "closed", band_width: int = 0, impl: str = "banded",
-               block_sizes: BlockSizes = BlockSizes()) -> tuple[jax.Array, jax.Array]:
+               block_sizes: BlockSizes = BlockSizes(),
+               uniform: bool = False) -> tuple[jax.Array, jax.Array]:
   """Differentiable curves `[num_segments, D, T]` and the overflow flags `[num_segments]`.
 
   Differentiable in `heights`, `weights`, `thresholds` and `scale` (the exact
   step has zero derivative in heights and thresholds; it is linear in the
   weights). `scale=None` selects the exact step. Segments outside
-  [0, num_segments) are dropped.
+  [0, num_segments) are dropped. `uniform` (static) promises evenly spaced
+  thresholds (`is_uniform_grid`) for the fast bin search.
   """
   return _forward(heights, weights, segments, thresholds, scale, num_segments, tie,
-                  band_width, impl, block_sizes)
+                  band_width, impl, block_sizes, uniform)
 
 
 def _forward(heights, weights, segments, thresholds, scale, num_segments, tie, band_width, impl,
-             block_sizes):
+             block_sizes, uniform):
   if impl == "banded":
     return accumulate_banded(heights, weights, segments, thresholds, scale,
-                             num_segments=num_segments, tie=tie, band_width=band_width)
+                             num_segments=num_segments, tie=tie, band_width=band_width,
+                             uniform=uniform)
   if impl == "dense":
     curves = accumulate_reference(heights, weights, segments, thresholds, scale,
                                   num_segments=num_segments, tie=tie)
@@ -328,21 +394,27 @@ def _forward(heights, weights, segments, thresholds, scale, num_segments, tie, b
 
 
 def _accumulate_fwd(heights, weights, segments, thresholds, scale, num_segments, tie, band_width,
-                    impl, block_sizes):
-  out = _forward(heights, weights, segments, thresholds, scale, num_segments, tie, band_width,
-                 impl, block_sizes)
-  return out, (heights, weights, segments, thresholds, scale)
+                    impl, block_sizes, uniform):
+  # symbolic_zeros: primals arrive wrapped, with whether each is differentiated.
+  values = [p.value if p is not None else None for p in
+            (heights, weights, segments, thresholds, scale)]
+  out = _forward(*values, num_segments, tie, band_width, impl, block_sizes, uniform)
+  need_t = thresholds.perturbed or (scale is not None and scale.perturbed)
+  return out, (values, need_t)
 
 
-def _accumulate_bwd(num_segments, tie, band_width, impl, block_sizes, residuals, cotangents):
-  heights, weights, segments, thresholds, scale = residuals
+def _accumulate_bwd(num_segments, tie, band_width, impl, block_sizes, uniform, residuals,
+                    cotangents):
+  (heights, weights, segments, thresholds, scale), need_t = residuals
   g = cotangents[0]
+  if isinstance(g, SymbolicZero):
+    g = jnp.zeros(g.shape, g.dtype)
   if impl in ("banded", "dense"):
-    # The dense path's backward is banded too: it equals autodiff of the formula
-    # up to the dropped tail below sigmoid(-24).
-    width = band_width if impl == "banded" else _dense_band_width(thresholds, scale)
+    # The dense path's backward is banded too (a band of all thresholds): it
+    # equals autodiff of the formula up to the dropped tail below sigmoid(-20).
+    width = band_width if impl == "banded" else (0 if scale is None else thresholds.shape[0])
     dh, dw, dt, ds = _banded_cotangents(heights, weights, segments, thresholds, scale, g, tie,
-                                        width)
+                                        width, uniform and impl == "banded", need_t)
   else:
     dh, dw, dt, ds = _pallas_cotangents(heights, weights, segments, thresholds, scale, g, tie,
                                         block_sizes, impl == "pallas_interpret")
@@ -350,8 +422,4 @@ def _accumulate_bwd(num_segments, tie, band_width, impl, block_sizes, residuals,
   return dh, dw, dseg, dt, ds
 
 
-def _dense_band_width(thresholds, scale):
-  return 0 if scale is None else int(thresholds.shape[0])
-
-
-accumulate.defvjp(_accumulate_fwd, _accumulate_bwd)
+accumulate.defvjp(_accumulate_fwd, _accumulate_bwd, symbolic_zeros=True)
