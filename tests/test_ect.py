@@ -202,10 +202,13 @@ def test_nan_point_flags_only_its_complex():
 
 def test_out_of_range_index_under_jit_flags_its_complex():
   x = jnp.zeros((2, 3, 2))
-  edges = jnp.array([[[0, 1]], [[0, 7]]], jnp.int32)
-  out = jax.jit(lambda e: ect(x, e, directions=circle_directions(2),
-                              thresholds=linear_thresholds(1.0, 3)))(edges)
+  run = jax.jit(lambda e: ect(x, e, directions=circle_directions(2),
+                              thresholds=linear_thresholds(1.0, 3)))
+  out = run(jnp.array([[[0, 1]], [[0, 7]]], jnp.int32))
   assert np.isfinite(np.asarray(out[0])).all() and np.isnan(np.asarray(out[1])).all()
+  # First vertex out of range: offset by the row it would name the next complex's vertex.
+  out = run(jnp.array([[[3, 0]], [[0, 1]]], jnp.int32))
+  assert np.isnan(np.asarray(out[0])).all() and np.isfinite(np.asarray(out[1])).all()
 
 
 # ----------------------------------------------------------------- gradients

@@ -1,18 +1,27 @@
 """Datasets and input pipelines: synthetic TopoMortar-like brick walls and batching;
-Spheres and digits point clouds for the topological autoencoder."""
+Spheres and digits point clouds for the topological autoencoder; digits and
+3-D shapes as padded point clouds (and digit images) for the ECT experiments."""
 
 from topojax.data._bricks import BrickWallConfig
 from topojax.data._bricks import brick_walls
 from topojax.data._pipeline import sample_batch
+from topojax.data._shapes import SHAPE_CLASSES
+from topojax.data._shapes import digits_images
+from topojax.data._shapes import digits_point_clouds
+from topojax.data._shapes import shapes_point_clouds
 from topojax.data._spheres import digits
 from topojax.data._spheres import spheres
 from topojax.data._spheres import standardized_split
 
 __all__ = [
     "BrickWallConfig",
+    "SHAPE_CLASSES",
     "brick_walls",
     "digits",
+    "digits_images",
+    "digits_point_clouds",
     "sample_batch",
+    "shapes_point_clouds",
     "spheres",
     "standardized_split",
 ]

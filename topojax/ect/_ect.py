@@ -94,14 +94,17 @@ def _flatten(x, simplices, point_mask, segment_ids, num_segments):
   if x.ndim == 3:  # padded batch
     batch, num_points = x.shape[:2]
     offsets = (jnp.arange(batch, dtype=jnp.int32) * num_points)[:, None, None]
+    # The batch row, not a vertex, says whose cell it is: an out-of-range index
+    # plus the row's offset would name a vertex of the next complex.
     cells = [(jnp.where(s < 0, -1, s + offsets).reshape(-1, s.shape[-1]),
-              (s < num_points).all(-1).reshape(-1)) for s in simplices]
+              (s < num_points).all(-1).reshape(-1),
+              jnp.repeat(jnp.arange(batch, dtype=jnp.int32), s.shape[1])) for s in simplices]
     seg = jnp.repeat(jnp.arange(batch, dtype=jnp.int32), num_points)
     x = x.reshape(batch * num_points, x.shape[-1])
     num_segments = batch
   else:
     num_points = x.shape[0]
-    cells = [(s, (s < num_points).all(-1)) for s in simplices]
+    cells = [(s, (s < num_points).all(-1), None) for s in simplices]
     if segment_ids is None:
       seg, num_segments = jnp.zeros((num_points,), jnp.int32), 1
     else:
@@ -122,7 +125,7 @@ def _cell_groups(heights, seg, cells, num_segments):
   num_points = heights.shape[0]
   groups = [(heights, jnp.ones((num_points,), heights.dtype), seg)]
   bad = jnp.zeros((num_segments + 1,), bool)
-  for idx, in_range in cells:
+  for idx, in_range, row in cells:
     k = idx.shape[1] - 1
     padding = (idx < 0).any(axis=1)
     columns = [jnp.clip(idx[:, i], 0, num_points - 1) for i in range(k + 1)]
@@ -133,7 +136,8 @@ def _cell_groups(heights, seg, cells, num_segments):
     for column in columns[1:]:
       ok = ok & (jnp.take(seg, column, axis=0) == owner)
       cell_h = jnp.maximum(cell_h, jnp.take(heights, column, axis=0))
-    bad = bad.at[jnp.where(padding | in_range, num_segments, owner)].set(True)
+    culprit = owner if row is None else row
+    bad = bad.at[jnp.where(padding | in_range, num_segments, culprit)].set(True)
     groups.append((cell_h, jnp.full((idx.shape[0],), (-1.0) ** k, heights.dtype),
                    jnp.where(ok, owner, num_segments)))
   return groups, bad[:num_segments]

@@ -9,11 +9,14 @@ from flax import nnx
 from topojax._src import registry
 
 from topojax.models._autoencoder import MLPAutoencoder
+from topojax.models._ect import ECTClassifier
+from topojax.models._ect import ECTLayer
 from topojax.models._unet import UNet
 
 MODELS: Mapping[str, Callable[..., nnx.Module]] = {
     "unet": UNet,
     "mlp_autoencoder": MLPAutoencoder,
+    "ect_classifier": ECTClassifier,
 }
 
 
@@ -22,4 +25,4 @@ def get_model(name: str) -> Callable[..., nnx.Module]:
   return registry.lookup(MODELS, name, "model")
 
 
-__all__ = ["MLPAutoencoder", "MODELS", "UNet", "get_model"]
+__all__ = ["ECTClassifier", "ECTLayer", "MLPAutoencoder", "MODELS", "UNet", "get_model"]
