@@ -175,17 +175,18 @@ def _padded_batch(rng, sizes, dim=3, max_points=12, max_edges=20):
 @pytest.mark.parametrize("scale", [None, 50.0])
 def test_padded_and_ragged_batches_equal_single_complexes(scale):
   rng = np.random.default_rng(3)
-  xs, es, mask, singles = _padded_batch(rng, [(12, 20), (5, 4), (1, 0), (9, 11)])
+  xs, es, mask, singles = _padded_batch(rng, [(12, 20), (5, 4), (1, 0)])
   kwargs = dict(directions=uniform_directions(jax.random.key(3), 6, 3),
                 thresholds=linear_thresholds(1.8, 12), scale=scale)
-  want = np.stack([ect(x, e, **kwargs) for x, e in singles])
+  single = lambda x, e: jax.jit(lambda x, e: ect(x, e, **kwargs))(x, e)  # one compile per shape
+  want = np.stack([single(x, e) for x, e in singles])
   np.testing.assert_allclose(ect(xs, es, point_mask=mask, **kwargs), want, atol=1e-5)
   # Ragged: concatenated points with segment ids, edges re-indexed.
   offsets = np.cumsum([0] + [len(x) for x, _ in singles])
   x_cat = np.concatenate([x for x, _ in singles])
   e_cat = np.concatenate([e + o for (_, e), o in zip(singles, offsets)])
-  seg = np.repeat(np.arange(4), [len(x) for x, _ in singles]).astype(np.int32)
-  ragged = ect(x_cat, e_cat, segment_ids=seg, num_segments=4, **kwargs)
+  seg = np.repeat(np.arange(3), [len(x) for x, _ in singles]).astype(np.int32)
+  ragged = ect(x_cat, e_cat, segment_ids=seg, num_segments=3, **kwargs)
   np.testing.assert_allclose(ragged, want, atol=1e-5)
   jitted = jax.jit(lambda x, e, m: ect(x, e, point_mask=m, **kwargs))(xs, es, mask)
   np.testing.assert_allclose(jitted, want, atol=1e-5)
