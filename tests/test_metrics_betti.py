@@ -352,10 +352,10 @@ def test_betti_errors_device_rejects_bad_pairs():
 @pytest.mark.slow
 def test_betti_numbers_match_oracle_and_gudhi_thorough():
   rng = np.random.default_rng(11)
-  for shape in [(50, 70), (1, 33), (97, 65)]:
-    _check_all_agree(_with_extremes(_random_masks(rng, shape, 14)), ndim=2)
-  for shape in [(4, 20, 16), (7, 1, 9), (13, 16, 15)]:
-    _check_all_agree(_with_extremes(_random_masks(rng, shape, 6)), ndim=3)
+  # Each new shape costs a 12-16 s compilation: a few large odd ones, many masks.
+  for shape in [(1, 33), (97, 65)]:
+    _check_all_agree(_with_extremes(_random_masks(rng, shape, 24)), ndim=2)
+  _check_all_agree(_with_extremes(_random_masks(rng, (13, 16, 15), 8)), ndim=3)
 
 
 @pytest.mark.slow

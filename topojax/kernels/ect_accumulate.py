@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -216,35 +217,47 @@ def _suffix_sums(g):
   return jnp.concatenate([s, jnp.zeros_like(s[..., :1])], axis=-1)
 
 
+class Needs(NamedTuple):
+  """Which cotangents the caller differentiates (from symbolic zeros); the
+  others are returned as zeros without being computed: each costs an [M, D]
+  loop carry (or, for thresholds, a scatter) per band slot."""
+  heights: bool = True
+  weights: bool = True
+  thresholds: bool = True
+  scale: bool = True
+
+
 def _banded_cotangents(heights, weights, segments, thresholds, scale, g, tie, band_width,
-                       uniform, need_t):
-  """(dh, dw, dt, ds) of `accumulate_banded`, recomputing the band; `dt` only
-  if `need_t` (it is the one scatter of the backward pass)."""
+                       uniform, needs: Needs = Needs()):
+  """(dh, dw, dt, ds) of `accumulate_banded`, recomputing the band."""
   num_segments, num_dirs, num_thresholds = g.shape
   bins = _FlatBins(segments, num_segments, num_dirs, num_thresholds)
   start = _band_start(heights, thresholds, scale, tie, uniform)
+  zeros = jnp.zeros_like(heights)
+  dt, ds = jnp.zeros_like(thresholds), (None if scale is None else jnp.zeros_like(scale))
   # The step part: each cell reads the suffix sum of g after its band.
-  tail = jnp.take(bins.flatten(_suffix_sums(g)),
-                  bins.index(jnp.minimum(start + band_width, num_thresholds)), axis=0)
+  tail = zeros
+  if needs.weights:
+    tail = jnp.take(bins.flatten(_suffix_sums(g)),
+                    bins.index(jnp.minimum(start + band_width, num_thresholds)), axis=0)
   keep = bins.in_range[:, None]
-  if scale is None:
-    return jnp.zeros_like(heights), tail.sum(axis=1), jnp.zeros_like(thresholds), None
+  if scale is None or not (needs.heights or needs.weights or needs.thresholds or needs.scale):
+    return zeros, tail.sum(axis=1), dt, ds
   flat_g = bins.flatten(jnp.pad(g, [(0, 0), (0, 0), (0, 1)]))
-
 
   def slot(k, acc):
     dw, dz, dzt, dt = acc
     index, valid, t, _, sig = _band(heights, thresholds, scale, start, k)
     gk = jnp.take(flat_g, bins.index(jnp.where(valid, index, num_thresholds)), axis=0)
     slope = gk * sig * (1.0 - sig)
-    if need_t:
+    if needs.thresholds:
       dt = dt.at[jnp.where(valid & keep, index, num_thresholds).reshape(-1)].add(
           (weights[:, None] * slope).reshape(-1), mode="drop")
-    return dw + gk * sig, dz + slope, dzt + slope * (t - heights), dt
+    return (dw + gk * sig if needs.weights else dw,
+            dz + slope if needs.heights else dz,
+            dzt + slope * (t - heights) if needs.scale else dzt, dt)
 
-  zeros = jnp.zeros_like(heights)
-  dw, dz, dzt, dt = lax.fori_loop(0, band_width, slot,
-                                  (tail, zeros, zeros, jnp.zeros_like(thresholds)))
+  dw, dz, dzt, dt = lax.fori_loop(0, band_width, slot, (tail, zeros, zeros, dt))
   dh = jnp.where(keep, -scale * weights[:, None] * dz, 0.0)
   ds = jnp.sum(jnp.where(keep, weights[:, None] * dzt, 0.0))
   return dh, dw.sum(axis=1), scale * dt, ds
@@ -402,13 +415,14 @@ def _accumulate_fwd(heights, weights, segments, thresholds, scale, num_segments,
   values = [p.value if p is not None else None for p in
             (heights, weights, segments, thresholds, scale)]
   out = _forward(*values, num_segments, tie, band_width, impl, block_sizes, uniform)
-  need_t = thresholds.perturbed or (scale is not None and scale.perturbed)
-  return out, (values, need_t)
+  needs = Needs(heights.perturbed, weights.perturbed, thresholds.perturbed,
+                scale is not None and scale.perturbed)
+  return out, (values, needs)
 
 
 def _accumulate_bwd(num_segments, tie, band_width, impl, block_sizes, uniform, residuals,
                     cotangents):
-  (heights, weights, segments, thresholds, scale), need_t = residuals
+  (heights, weights, segments, thresholds, scale), needs = residuals
   g = cotangents[0]
   if isinstance(g, SymbolicZero):
     g = jnp.zeros(g.shape, g.dtype)
@@ -417,7 +431,7 @@ def _accumulate_bwd(num_segments, tie, band_width, impl, block_sizes, uniform, r
     # equals autodiff of the formula up to the dropped tail below sigmoid(-20).
     width = band_width if impl == "banded" else (0 if scale is None else thresholds.shape[0])
     dh, dw, dt, ds = _banded_cotangents(heights, weights, segments, thresholds, scale, g, tie,
-                                        width, uniform and impl == "banded", need_t)
+                                        width, uniform and impl == "banded", needs)
   else:
     dh, dw, dt, ds = _pallas_cotangents(heights, weights, segments, thresholds, scale, g, tie,
                                         block_sizes, impl == "pallas_interpret")
