@@ -24,12 +24,10 @@ import jax.numpy as jnp
 from jax.experimental import multihost_utils
 import ml_collections
 import numpy as np
-from absl import app
-from absl import flags
 from absl import logging
 from flax import nnx
-from ml_collections import config_flags
 
+from experiments import _cli
 from topojax import data
 from topojax import metrics
 from topojax import models
@@ -242,26 +240,5 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   return {**result, "rows": rows, "eval": {r.name: r.mean for r in rows}}
 
 
-# ----------------------------------------------------------------------------
-# Command line.
-# ----------------------------------------------------------------------------
-
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Experiment config file, e.g. configs/bricks.py:runlocal.",
-    lock_config=True)
-_WORKDIR = flags.DEFINE_string(
-    "workdir", None, "Output folder; an existing one is resumed.")
-
-
-def main(argv: Sequence[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  logging.get_absl_handler().addFilter(loop.quiet_orbax)
-  if os.environ.get("TOPOJAX_JAX_INIT"):  # set by tpu/launch.sh on every pod host
-    jax.distributed.initialize()
-  train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-
-
 if __name__ == "__main__":
-  flags.mark_flags_as_required(["config", "workdir"])
-  app.run(main)
+  _cli.run(train_and_evaluate, "configs/bricks.py:runlocal")

@@ -51,16 +51,13 @@ import jax.numpy as jnp
 import matplotlib
 import ml_collections
 import numpy as np
-from absl import app
-from absl import flags
-from absl import logging
 from flax import nnx
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from ml_collections import config_flags
 from scipy.spatial.distance import pdist
 from scipy.spatial.distance import squareform
 
+from experiments import _cli
 from topojax import data
 from topojax import models
 from topojax._src import registry
@@ -338,30 +335,5 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   return {**result, "rows": rows, "eval": {r.name: r.mean for r in rows}}
 
 
-# ----------------------------------------------------------------------------
-# Command line.
-# ----------------------------------------------------------------------------
-
-def _define_flags() -> None:
-  """`--config` and `--workdir`, defined only when run as a script: importing
-  this module beside `experiments.train` (which defines the same flags at
-  import) must not redefine them."""
-  config_flags.DEFINE_config_file(
-      "config", None, "Experiment config file, e.g. configs/autoencoder.py:runlocal.",
-      lock_config=True)
-  flags.DEFINE_string("workdir", None, "Output folder; an existing one is resumed.")
-  flags.mark_flags_as_required(["config", "workdir"])
-
-
-def main(argv: Sequence[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  logging.get_absl_handler().addFilter(loop.quiet_orbax)
-  if os.environ.get("TOPOJAX_JAX_INIT"):  # set by tpu/launch.sh on every pod host
-    jax.distributed.initialize()
-  train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
-
-
 if __name__ == "__main__":
-  _define_flags()
-  app.run(main)
+  _cli.run(train_and_evaluate, "configs/autoencoder.py:runlocal")

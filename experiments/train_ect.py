@@ -27,14 +27,11 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-from absl import app
-from absl import flags
-from absl import logging
 from flax import nnx
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from ml_collections import config_flags
 
+from experiments import _cli
 from topojax import data
 from topojax import models
 from topojax.train import loop
@@ -257,30 +254,5 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   return {**result, "rows": rows, "eval": {r.name: r.mean for r in rows}}
 
 
-# ----------------------------------------------------------------------------
-# Command line.
-# ----------------------------------------------------------------------------
-
-
-def _define_flags() -> None:
-  """`--config` and `--workdir`, defined only when run as a script (as
-  `experiments.train_autoencoder`)."""
-  config_flags.DEFINE_config_file(
-      "config", None, "Experiment config file, e.g. configs/ect_digits.py:runlocal.",
-      lock_config=True)
-  flags.DEFINE_string("workdir", None, "Output folder; an existing one is resumed.")
-  flags.mark_flags_as_required(["config", "workdir"])
-
-
-def main(argv: Sequence[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  logging.get_absl_handler().addFilter(loop.quiet_orbax)
-  if os.environ.get("TOPOJAX_JAX_INIT"):
-    jax.distributed.initialize()
-  train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
-
-
 if __name__ == "__main__":
-  _define_flags()
-  app.run(main)
+  _cli.run(train_and_evaluate, "configs/ect_digits.py:runlocal")
