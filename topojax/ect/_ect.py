@@ -264,15 +264,15 @@ def ect(x: jax.Array, *simplices: jax.Array, directions: jax.Array, thresholds: 
   # reaches the gradient of `directions` through the height matmul.
   points = jnp.where((seg < count)[:, None], points, jnp.zeros_like(points))
   heights = jnp.matmul(points, directions.astype(x.dtype).T, precision=jax.lax.Precision.HIGHEST)
-  groups, bad_index = _cell_groups(heights, seg, cells, count)
+  groups, flagged = _cell_groups(heights, seg, cells, count)  # flagged: bad vertex indices
+  nonfinite = jnp.zeros((count + 1,), bool).at[seg].max(~jnp.isfinite(heights).all(axis=1))
+  flagged = flagged | nonfinite[:count]
   # One accumulation per cell type: no concatenated copy of all heights.
-  curves, overflow = 0.0, bad_index
+  curves = 0.0
   for cell_h, weights, cell_seg in groups:
-    part, part_overflow = acc.accumulate(
+    part, overflow = acc.accumulate(
         cell_h, weights, cell_seg, thresholds.astype(x.dtype), scale, count, tie, width, impl,
         block_sizes, uniform_grid(thresholds))
-    curves, overflow = curves + part, overflow | part_overflow
-  nonfinite = jnp.zeros((count + 1,), bool).at[seg].max(~jnp.isfinite(heights).all(axis=1))
-  flagged = overflow | nonfinite[:count]
+    curves, flagged = curves + part, flagged | overflow
   curves = jnp.where(flagged[:, None, None], jnp.nan, curves)
   return curves[0] if x.ndim == 2 and segment_ids is None else curves
