@@ -1,6 +1,7 @@
 """Datasets and input pipelines: synthetic TopoMortar-like brick walls and batching;
 Spheres and digits point clouds for the topological autoencoder; digits and
-3-D shapes as padded point clouds (and digit images) for the ECT experiments."""
+3-D shapes as padded point clouds (and digit images) for the ECT experiments;
+a loader for the real TopoMortar dataset in its own folder layout."""
 
 from topojax.data._bricks import BrickWallConfig
 from topojax.data._bricks import brick_walls
@@ -12,16 +13,24 @@ from topojax.data._shapes import shapes_point_clouds
 from topojax.data._spheres import digits
 from topojax.data._spheres import spheres
 from topojax.data._spheres import standardized_split
+from topojax.data._topomortar import TopoMortarIndex
+from topojax.data._topomortar import TopoMortarSplit
+from topojax.data._topomortar import load_topomortar
+from topojax.data._topomortar import topomortar_index
 
 __all__ = [
     "BrickWallConfig",
     "SHAPE_CLASSES",
+    "TopoMortarIndex",
+    "TopoMortarSplit",
     "brick_walls",
     "digits",
     "digits_images",
     "digits_point_clouds",
+    "load_topomortar",
     "sample_batch",
     "shapes_point_clouds",
     "spheres",
     "standardized_split",
+    "topomortar_index",
 ]
