@@ -30,7 +30,8 @@ batch 32; not timed here):
 
 Arguments after `:` (comma-separated, see `configs.common.parse_arg`):
   runlocal                 the small variant above.
-  loss=cedice|cldice|dice_cldice|betti_matching|topoloss|topo|skelrecall|cbdice|warping
+  loss=cedice|cldice|dice_cldice|betti_matching|topoloss|topo|skelrecall|cbdice|warping|
+       rwloss
                            cedice: CE + Dice with background (TopoMortar's
                              baseline, the default);
                            cldice: TopoMortar's "clDice",
@@ -46,7 +47,9 @@ Arguments after `:` (comma-separated, see `configs.common.parse_arg`):
                            skelrecall: CE + 1 Skeleton Recall (no Dice);
                            cbdice: 0.5 CE + 0.25 Dice + 0.25 cbDice;
                            warping: Dice + 0.1 Warping, the latter on in the
-                             last 30 % of steps.
+                             last 30 % of steps;
+                           rwloss: TopoMortar's RWLoss (region-wise loss
+                             with the rectified map), alone.
   optimizer=sgd|adam|adamw sgd: Nesterov momentum 0.99 as TopoMortar (default).
   schedule=poly|warmup_cosine|constant
                            poly: lr (1 - t/T)^0.9 as TopoMortar (default).
@@ -90,6 +93,9 @@ LOSS_PRESETS = {
     # TopoMortar's Warping: Dice + 0.1 CE on the critical pixels, the latter
     # in the last 30 % of steps.
     "warping": ({"dice": 1.0, "warping": 0.1}, {"dice": {"include_background": True}}),
+    # TopoMortar's RWLoss: the region-wise loss with the rectified region-wise
+    # map (ratio [1, 1], i.e. `outside=1`), alone, no CE or Dice.
+    "rwloss": ({"rwloss": 1.0}, {}),
 }
 
 # loss name -> `topojax.losses.weight_schedule` arguments, per preset: the

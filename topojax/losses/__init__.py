@@ -1,6 +1,6 @@
 """Pure-function losses, per example `[B]`.
 
-Segmentation losses (also the skeleton losses and warping) take
+Segmentation losses (also the skeleton losses, rwloss and warping) take
 `[B, *spatial, C]` logits and `[B, *spatial]` labels;
 persistence losses take real-valued maps `pred`, `target` `[B, *spatial]`
 (`on_foreground` adapts them to logits and labels, as the registry does).
@@ -19,6 +19,8 @@ from topojax.losses._autoencoder import topological_autoencoder
 from topojax.losses._autoencoder import topological_autoencoder_components
 from topojax.losses._persistence import betti_matching
 from topojax.losses._persistence import topoloss
+from topojax.losses._rwloss import rrw_map
+from topojax.losses._rwloss import rwloss
 from topojax.losses._segmentation import cedice
 from topojax.losses._segmentation import cldice
 from topojax.losses._segmentation import cross_entropy
@@ -54,6 +56,8 @@ __all__ = [
     "make_autoencoder_loss",
     "make_loss",
     "on_foreground",
+    "rrw_map",
+    "rwloss",
     "skeleton_recall",
     "topo_malis",
     "topo_malis_on_logits",

@@ -17,6 +17,7 @@ from topojax._src import checks
 from topojax._src import registry
 from topojax.losses import _autoencoder
 from topojax.losses import _persistence
+from topojax.losses import _rwloss
 from topojax.losses import _segmentation
 from topojax.losses import _skeleton
 from topojax.losses import _topo_malis
@@ -56,6 +57,7 @@ LOSSES: Mapping[str, LossFn] = {
     "skeleton_recall": _skeleton.skeleton_recall,
     "cbdice": _skeleton.cbdice,
     "warping": _warping.warping,
+    "rwloss": _rwloss.rwloss,
 }
 
 
