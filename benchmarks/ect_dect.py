@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks._harness import Timing, machine_line, report, time_fn
+from benchmarks._harness import machine_line, report, time_fn
 from topojax import ect as tect
 from topojax.kernels import ect_accumulate as acc
 
@@ -194,7 +194,7 @@ def measure_memory(method: str, case: Case) -> None:
   base = _status_kib("VmRSS")
   with open("/proc/self/clear_refs", "w") as f:
     f.write("5")
-  out = block(fn())
+  block(fn())  # the measured call
   peak = _status_kib("VmHWM")
   print(json.dumps({"method": method, "peak_delta_mib": (peak - base) / 1024,
                     "first_call_delta_mib": first / 1024}))
