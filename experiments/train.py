@@ -74,6 +74,26 @@ def _wall_config(config: ml_collections.ConfigDict) -> data.BrickWallConfig:
   return data.BrickWallConfig().resized(config.data.height, config.data.width)
 
 
+def _dataset(config: ml_collections.ConfigDict, part: str) -> tuple[np.ndarray, np.ndarray]:
+  """`(images [N, H, W, 3], labels [N, H, W])` for "train" or "eval".
+
+  `config.data.name`: "bricks" (synthetic walls, the default) or "topomortar"
+  (the real dataset at `config.data.data_dir`: training images with
+  `config.data.label` labels from the `training_set`, evaluation on every test
+  group present, accurate labels).
+  """
+  if config.data.get("name", "bricks") == "topomortar":
+    split = "train" if part == "train" else "test"
+    loaded = data.load_topomortar(
+        config.data.data_dir, split=split,
+        label=config.data.label if part == "train" else "accurate",
+        training_set=config.data.training_set, size=config.data.size)
+    return loaded.images, loaded.labels
+  count, seed = ((config.data.num_train, config.data.train_seed) if part == "train"
+                 else (config.data.num_eval, config.data.eval_seed))
+  return data.brick_walls(count, seed=seed, config=_wall_config(config))
+
+
 def train(config: ml_collections.ConfigDict, workdir: str, *,
           devices: Sequence[jax.Device] | None = None) -> dict[str, Any]:
   """Trains to `config.total_steps`, resuming from `workdir`'s latest checkpoint.
@@ -105,11 +125,10 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
   logging.info("Data-parallel mesh: %s", mesh)
 
   # -------------------------------------------------------------------------
-  # Input: synthetic walls in host memory; batch t is a pure function of t,
+  # Input: synthetic walls or TopoMortar in host memory; batch t is a pure function of t,
   # so a resumed run sees exactly the batches of an uninterrupted one.
   # -------------------------------------------------------------------------
-  train_images, train_labels = data.brick_walls(
-      config.data.num_train, seed=config.data.train_seed, config=_wall_config(config))
+  train_images, train_labels = _dataset(config, "train")
 
   def train_batch(step: int):
     batch = data.sample_batch(train_images, train_labels, step=step,
@@ -186,14 +205,13 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
 
 def evaluate(config: ml_collections.ConfigDict, workdir: str, model: nnx.Module, *,
              mesh: jax.sharding.Mesh, step: int) -> list[report.MetricSummary]:
-  """Scores `model` on `config.data.num_eval` unseen walls; writes the report.
+  """Scores `model` on unseen walls (or TopoMortar's test images); writes the report.
 
   Prints the metrics table and writes `eval_metrics.csv`, `predictions.png`
   and an `eval/*` line in `metrics.jsonl` (process 0 only).
   """
   sharding.check_batch_size(config.eval.batch_size, mesh)
-  images, labels = data.brick_walls(
-      config.data.num_eval, seed=config.data.eval_seed, config=_wall_config(config))
+  images, labels = _dataset(config, "eval")
   with jax.set_mesh(mesh):
     graphdef, state = nnx.split(model)
 
