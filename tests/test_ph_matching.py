@@ -196,8 +196,7 @@ def _smoothed_pairs(batch, size, seed):
   return pred.astype(np.float32), target.astype(np.float32)
 
 
-@pytest.mark.parametrize("comparison", [
-    "union", pytest.param("intersection", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("comparison", ["union"])  # intersection: the small cases above
 def test_large_images_take_the_reduced_capacity_tiers(comparison):
   """Large enough for the capacity tiers and for the rounds to move to smaller
   arrays (the small cases above use one worst-case capacity)."""
