@@ -82,8 +82,9 @@ def _check_simplices(simplices, batch_shape, num_points):
                        f"the rows of `x`), got shape {s.shape}.")
     # NumPy: a concrete array captured by a jitted function is still checked
     # eagerly, without staging a reduction into the trace.
-    if _concrete(s) and s.size and int(np.max(np.asarray(s))) >= num_points:
-      raise ValueError(f"`{name}` has vertex index {int(np.max(np.asarray(s)))}, out of range for "
+    largest = int(np.max(np.asarray(s))) if _concrete(s) and s.size else -1
+    if largest >= num_points:
+      raise ValueError(f"`{name}` has vertex index {largest}, out of range for "
                        f"{num_points} points (negative indices mark padding rows).")
     out.append(s.astype(jnp.int32))
   return out

@@ -22,7 +22,7 @@ import itertools
 import numpy as np
 from scipy import ndimage
 
-from topojax.metrics._masks import batched_structure, count
+from topojax.metrics._masks import batched_structure
 
 
 def components_per_example(x: np.ndarray, connectivity: int) -> np.ndarray:

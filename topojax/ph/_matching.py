@@ -196,7 +196,6 @@ def _primal_graph(f: jax.Array) -> _Graph:
   """Pixels and the V-construction edges, in (value, anchor, axis) order."""
   batch, shape = f.shape[0], f.shape[1:]
   ndim, n = len(shape), math.prod(shape)
-  ids = jnp.arange(n, dtype=jnp.int32).reshape((1,) + shape)
   coords = jnp.indices(shape)
   values = []
   for k in range(ndim):

@@ -52,13 +52,11 @@ def soft_open(x: jax.Array, *, ndim: int = 2) -> jax.Array:
 
 
 def _check_skeleton_args(x, num_iter, ndim, impl="xla"):
-  checks.check_ndim(ndim)
   checks.check_positive_int(num_iter, "num_iter", allow_zero=True)
   if impl not in IMPLS:
     raise ValueError(f"`impl` must be one of {IMPLS}, got {impl!r}.")
-  x = jnp.asarray(x)
+  x = _check_spatial_input(x, ndim)
   checks.check_floating(x, "x")
-  checks.check_spatial(x, "x", ndim)
   return x
 
 
