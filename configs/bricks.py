@@ -30,14 +30,14 @@ batch 32; not timed here):
 
 Arguments after `:` (comma-separated, see `configs.common.parse_arg`):
   runlocal                 the small variant above.
-  loss=cedice|cldice|dice_cldice|betti_matching|topoloss|topo|skelrecall|cbdice|warping|
+  loss=cedice|cldice|dice_cldice|bettimatching|topoloss|topo|skelrecall|cbdice|warping|
        rwloss
                            cedice: CE + Dice with background (TopoMortar's
                              baseline, the default);
                            cldice: TopoMortar's "clDice",
                              0.5 Dice(with background) + 0.5 clDice(K=3);
                            dice_cldice: the clDice paper's soft_dice_cldice;
-                           betti_matching: Dice + 0.5 Betti matching, the
+                           bettimatching: Dice + 0.5 Betti matching, the
                              latter on in the last 30 % of steps
                              (`config.loss_schedules`);
                            topoloss: CE + 100 TopoLoss (50x50 patches), the
@@ -74,7 +74,7 @@ LOSS_PRESETS = {
     "dice_cldice": ({"dice_cldice": 1.0},
                     {"dice_cldice": {"alpha": 0.5, "num_iter": 3}}),
     # Stucki et al.'s 2D setting: Dice + 0.5 Betti matching (superlevel, union).
-    "betti_matching": ({"dice": 1.0, "betti_matching": 0.5},
+    "bettimatching": ({"dice": 1.0, "betti_matching": 0.5},
                        {"dice": {"include_background": True}}),
     # TopoMortar's TopoLoss weights: CE + 100 TopoLoss on 50x50 patches, on
     # the foreground's holes (the bricks, the paper's dimension 1); TopoMortar's
@@ -101,7 +101,7 @@ LOSS_PRESETS = {
 # loss name -> `topojax.losses.weight_schedule` arguments, per preset: the
 # topology terms TopoMortar turns on late run only in the last 30 % of steps.
 LOSS_SCHEDULES = {
-    "betti_matching": {"betti_matching": {"name": "step", "start_fraction": 0.7}},
+    "bettimatching": {"betti_matching": {"name": "step", "start_fraction": 0.7}},
     "topoloss": {"topoloss": {"name": "step", "start_fraction": 0.7}},
     "warping": {"warping": {"name": "step", "start_fraction": 0.7}},
 }

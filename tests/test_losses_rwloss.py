@@ -159,7 +159,9 @@ def test_registry():
 def test_bad_input():
   logits, labels = _case("2d/empty")
   with pytest.raises(ValueError, match="integer"):
-    rwloss(logits, labels.astype(np.float32))
+    rwloss(logits, labels.astype(bool))
+  with pytest.raises(ValueError, match="C = 2"):  # soft labels are binary
+    rwloss(np.zeros(labels.shape + (3,), np.float32), labels.astype(np.float32))
   with pytest.raises(ValueError, match="floating"):
     rwloss(labels[..., None].repeat(2, -1), labels)
   with pytest.raises(ValueError, match="shape"):

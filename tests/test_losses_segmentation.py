@@ -229,7 +229,7 @@ def test_low_precision_logits_compute_in_float32():
     (np.zeros((2, 8, 8), np.float32), np.zeros((2, 8), np.int32), "channels-last"),
     (np.zeros((2, 8, 8, 2), np.float32), np.zeros((2, 8, 9), np.int32), "labels` must have shape"),
     (np.zeros((2, 8, 8, 2), np.int32), np.zeros((2, 8, 8), np.int32), "logits` must have a floating dtype"),
-    (np.zeros((2, 8, 8, 2), np.float32), np.zeros((2, 8, 8), np.float32), "labels` must have an integer dtype"),
+    (np.zeros((2, 8, 8, 2), np.float32), np.zeros((2, 8, 8), bool), "labels` must have an integer dtype"),
     (np.zeros((2, 8, 8, 1), np.float32), np.zeros((2, 8, 8), np.int32), "C >= 2"),
     (np.zeros((2, 8, 8, 2), np.float32), np.full((2, 8, 8), 2, np.int32), r"must lie in \[0, 1\]"),
     (np.zeros((2, 8, 8, 2), np.float32), np.full((2, 8, 8), -1, np.int32), r"must lie in \[0, 1\]"),

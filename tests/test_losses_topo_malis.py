@@ -402,7 +402,7 @@ def test_bfloat16_pred_reduces_in_float32():
      "convention"),
     (lambda: tm.topo_malis_on_logits(jnp.zeros((1, 8, 8, 3)), jnp.zeros((1, 8, 8), jnp.int32)),
      "logits"),
-    (lambda: tm.topo_malis_on_logits(jnp.zeros((1, 8, 8, 2)), jnp.zeros((1, 8, 8))), "labels"),
+    (lambda: tm.topo_malis_on_logits(jnp.zeros((1, 8, 8, 2)), jnp.zeros((1, 8, 8), bool)), "labels"),
 ])
 def test_bad_inputs(call, match):
   with pytest.raises(ValueError, match=match):

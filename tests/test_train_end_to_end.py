@@ -131,7 +131,7 @@ def test_betti_matching_preset_trains_without_nans(tmp_path):
   """Dice + Betti matching, the topology term on from the start (its schedule
   is a config line), on all 8 devices: losses stay finite and fall."""
   config = _tiny_config()
-  preset = bricks.get_config("runlocal,loss=betti_matching")
+  preset = bricks.get_config("runlocal,loss=bettimatching")
   config.loss, config.loss_options = preset.loss, preset.loss_options
   config.loss_schedules = {"betti_matching": {"name": "step", "start_fraction": 0.0}}
   config.total_steps = 6

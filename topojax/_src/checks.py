@@ -52,13 +52,14 @@ def check_logits_and_labels(logits: jax.Array, labels: jax.Array) -> int:
 
   Args:
     logits: `[B, *spatial, C]`, floating, C >= 2.
-    labels: `[B, *spatial]`, integer class indices.
+    labels: `[B, *spatial]`, integer class indices, or (binary problems,
+      C = 2) floating soft labels: the foreground probability in [0, 1], e.g.
+      a teacher's predictions in self-distillation.
 
   Returns:
     The number of spatial axes (2 or 3).
   """
   check_floating(logits, "logits")
-  check_integer(labels, "labels")
   if logits.ndim not in (4, 5):
     raise ValueError(
         "`logits` must be [B, H, W, C] or [B, D, H, W, C] (channels-last), "
@@ -67,6 +68,14 @@ def check_logits_and_labels(logits: jax.Array, labels: jax.Array) -> int:
     raise ValueError(
         "`logits` must have C >= 2 classes on the last axis (C=2 for binary "
         f"segmentation), got shape {logits.shape}.")
+  if is_soft(labels):
+    if logits.shape[-1] != 2:
+      raise ValueError(
+          "Floating (soft) `labels` are foreground probabilities of a binary problem: "
+          f"`logits` must have C = 2 classes, got shape {logits.shape}.")
+  elif not jnp.issubdtype(labels.dtype, jnp.integer):
+    raise ValueError("`labels` must have an integer dtype (class indices) or a floating "
+                     f"one (soft binary labels), got {labels.dtype}.")
   if labels.shape != logits.shape[:-1]:
     raise ValueError(
         f"`labels` must have shape logits.shape[:-1] = {logits.shape[:-1]}, "
@@ -75,24 +84,54 @@ def check_logits_and_labels(logits: jax.Array, labels: jax.Array) -> int:
   return logits.ndim - 2
 
 
+def is_soft(labels: jax.Array) -> bool:
+  """Whether `labels` are soft (floating foreground probabilities), not class indices."""
+  return bool(jnp.issubdtype(labels.dtype, jnp.floating))
+
+
+def hard_labels(labels: jax.Array) -> jax.Array:
+  """Class indices: integer labels unchanged, soft labels thresholded at 0.5.
+
+  Losses built on a mask of the truth (skeletons, distance transforms, simple
+  points) use this, so they accept a teacher's soft labels too. A soft label
+  outside [0, 1] (or NaN) becomes -1, so `labels_in_range` still flags it.
+  """
+  if not is_soft(labels):
+    return labels
+  hard = (labels > 0.5).astype(jnp.int32)
+  return jnp.where((labels >= 0) & (labels <= 1), hard, -1)
+
+
+def soft_one_hot(labels: jax.Array, num_classes: int, dtype) -> jax.Array:
+  """`[..., C]` targets: one-hot class indices, or `(1 - q, q)` for soft labels q."""
+  if is_soft(labels):
+    q = labels.astype(dtype)
+    return jnp.stack([1 - q, q], axis=-1)
+  return jax.nn.one_hot(labels, num_classes, dtype=dtype)
+
+
 def labels_in_range(labels: jax.Array, num_classes: int) -> jax.Array:
-  """`[B]` mask: whether all class indices of each example lie in [0, C).
+  """`[B]` mask: whether all class indices of each example lie in [0, C)
+  (soft labels: in [0, 1]; NaN is out of range).
 
   Under `jit` the values are unknown at trace time, so losses use this mask to
   turn the loss of an example with out-of-range labels into NaN (a flag the
   trainer's NaN tripwire catches) instead of silently treating those pixels as
   background.
   """
-  return jnp.all((labels >= 0) & (labels < num_classes),
-                 axis=tuple(range(1, labels.ndim)))
+  upper = 1 if is_soft(labels) else num_classes - 1
+  return jnp.all((labels >= 0) & (labels <= upper), axis=tuple(range(1, labels.ndim)))
 
 
 def raise_if_labels_out_of_range(labels: jax.Array, num_classes: int) -> None:
   """Eager-only value check (a no-op on tracers, where the NaN flag applies)."""
   if isinstance(labels, jax.core.Tracer):
     return
-  lo, hi = int(jnp.min(labels)), int(jnp.max(labels))
-  if lo < 0 or hi >= num_classes:
+  lo, hi = jnp.min(labels).item(), jnp.max(labels).item()
+  if is_soft(labels):
+    if not 0 <= lo <= hi <= 1:  # also catches NaN
+      raise ValueError(f"Soft `labels` must lie in [0, 1], got values in [{lo}, {hi}].")
+  elif lo < 0 or hi >= num_classes:
     raise ValueError(
         f"`labels` must lie in [0, {num_classes - 1}] (C = logits.shape[-1] = "
         f"{num_classes}), got values in [{lo}, {hi}].")

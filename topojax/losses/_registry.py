@@ -30,8 +30,9 @@ def on_foreground(loss: Callable[..., jax.Array]) -> Callable[..., jax.Array]:
   """A loss on maps `(pred, target)` as a loss on `(logits, labels)`.
 
   `pred` is the foreground probability $1 - \\mathrm{softmax}(\\text{logits})_0$
-  and `target` the foreground mask `labels > 0` as floats, so that every loss
-  in the registry has the trainer's signature.
+  and `target` the foreground mask `labels > 0` as floats (soft labels, the
+  foreground probability, are the target as they are), so that every loss in
+  the registry has the trainer's signature.
   """
   def on_logits(logits: jax.Array, labels: jax.Array, **hyperparameters) -> jax.Array:
     logits, labels = jnp.asarray(logits), jnp.asarray(labels)
@@ -39,7 +40,8 @@ def on_foreground(loss: Callable[..., jax.Array]) -> Callable[..., jax.Array]:
     # At least float32 (persistence pairs low-precision values badly).
     dtype = jnp.float32 if jnp.finfo(logits.dtype).bits < 32 else logits.dtype
     background = jax.nn.softmax(logits.astype(dtype), axis=-1)[..., 0]
-    return loss(1 - background, (labels > 0).astype(background.dtype), **hyperparameters)
+    target = labels if checks.is_soft(labels) else labels > 0
+    return loss(1 - background, target.astype(background.dtype), **hyperparameters)
   on_logits.__name__ = on_logits.__qualname__ = loss.__name__
   on_logits.__doc__ = f"`{loss.__name__}` on logits and labels (see `on_foreground`)."
   return on_logits

@@ -147,7 +147,8 @@ def rwloss(logits: jax.Array, labels: jax.Array, *, outside=1.0) -> jax.Array:
 
   Args:
     logits: `[B, *spatial, C]` floating logits (2 or 3 spatial axes).
-    labels: `[B, *spatial]` integer class indices in [0, C).
+    labels: `[B, *spatial]` integer class indices in [0, C), or soft binary
+      labels (thresholded at 0.5).
     outside: $r_c$, a number or `[C]` array (1 in the paper and TopoMortar).
 
   Returns:
@@ -178,6 +179,7 @@ def rwloss(logits: jax.Array, labels: jax.Array, *, outside=1.0) -> jax.Array:
   checks.check_logits_and_labels(logits, labels)
   num_classes = logits.shape[-1]
   checks.raise_if_labels_out_of_range(labels, num_classes)
+  labels = checks.hard_labels(labels)  # the map is a distance transform of a mask
   if jnp.finfo(logits.dtype).bits < 32:  # low-precision logits: reduce in float32
     logits = logits.astype(jnp.float32)
   rrw = _rrw_map(labels, num_classes, logits.ndim - 2, _outside_values(outside, num_classes))

@@ -3,6 +3,9 @@
 All losses take logits `[B, *spatial, C]` (channels-last, softmax over C; C = 2
 for binary segmentation) and integer labels `[B, *spatial]`, and return one value
 per example, `[B]`. Sums run per image over space (and classes where stated).
+For binary problems the labels may also be soft, the foreground probability q
+in [0, 1] (a teacher's predictions in self-distillation): the one-hot target
+becomes (1 - q, q) in every formula.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ def _prepare(logits, labels):
   if jnp.finfo(logits.dtype).bits < 32:  # low-precision logits: reduce in float32
     logits = logits.astype(jnp.float32)
   valid = checks.labels_in_range(labels, num_classes)
-  onehot = jax.nn.one_hot(labels, num_classes, dtype=logits.dtype)
+  onehot = checks.soft_one_hot(labels, num_classes, logits.dtype)
   return logits, onehot, valid
 
 
@@ -67,7 +70,8 @@ def cross_entropy(logits: jax.Array, labels: jax.Array, *,
 
   Args:
     logits: `[B, *spatial, C]` floating logits.
-    labels: `[B, *spatial]` integer class indices in [0, C).
+    labels: `[B, *spatial]` integer class indices in [0, C), or soft binary
+      labels (floating foreground probabilities, C = 2).
     class_weights: optional `[C]` floating per-class weights w (default 1).
 
   Returns:
@@ -82,10 +86,12 @@ def cross_entropy(logits: jax.Array, labels: jax.Array, *,
     >>> print(f"{float(cross_entropy(logits, labels)[0]):.4f}")  # log 2
     0.6931
   """
-  logits, _, valid = _prepare(logits, labels)
-  # Gather the label's log-probability (a one-hot product would give 0 * -inf).
+  logits, targets, valid = _prepare(logits, labels)
   log_probs = jax.nn.log_softmax(logits, axis=-1)
-  nll = -jnp.take_along_axis(log_probs, labels[..., None], axis=-1)[..., 0]
+  if checks.is_soft(labels):
+    nll = -jnp.sum(targets * log_probs, axis=-1)
+  else:  # gather: a one-hot product would give 0 * -inf
+    nll = -jnp.take_along_axis(log_probs, labels[..., None], axis=-1)[..., 0]
   if class_weights is not None:
     class_weights = jnp.asarray(class_weights)
     checks.check_floating(class_weights, "class_weights")
@@ -93,7 +99,8 @@ def cross_entropy(logits: jax.Array, labels: jax.Array, *,
       raise ValueError(
           f"`class_weights` must have shape (C,) = ({logits.shape[-1]},), "
           f"got {class_weights.shape}.")
-    nll = nll * class_weights.astype(logits.dtype)[labels]
+    weights = class_weights.astype(logits.dtype).reshape((1,) * nll.ndim + (-1,))
+    nll = nll * jnp.sum(targets * weights, axis=-1)
   return _flag_invalid(jnp.mean(nll, axis=tuple(range(1, nll.ndim))), valid)
 
 
@@ -111,7 +118,8 @@ def dice(logits: jax.Array, labels: jax.Array, *, include_background: bool = Tru
 
   Args:
     logits: `[B, *spatial, C]` floating logits.
-    labels: `[B, *spatial]` integer class indices in [0, C).
+    labels: `[B, *spatial]` integer class indices in [0, C), or soft binary
+      labels (floating foreground probabilities, C = 2).
     include_background: whether class 0 takes part in the mean.
     smooth: s, added to numerator and denominator.
 
@@ -160,7 +168,8 @@ def cldice(logits: jax.Array, labels: jax.Array, *, num_iter: int = 3,
 
   Args:
     logits: `[B, *spatial, C]` floating logits (2 or 3 spatial axes).
-    labels: `[B, *spatial]` integer class indices in [0, C).
+    labels: `[B, *spatial]` integer class indices in [0, C), or soft binary
+      labels (floating foreground probabilities, C = 2).
     num_iter: soft-skeleton iterations K.
     smooth: s.
 
@@ -204,7 +213,8 @@ def dice_cldice(logits: jax.Array, labels: jax.Array, *, alpha: float = 0.5,
 
   Args:
     logits: `[B, *spatial, C]` floating logits.
-    labels: `[B, *spatial]` integer class indices in [0, C).
+    labels: `[B, *spatial]` integer class indices in [0, C), or soft binary
+      labels (floating foreground probabilities, C = 2).
     alpha: weight of the clDice term, in [0, 1].
     num_iter: soft-skeleton iterations K.
     smooth: s, shared by both terms.

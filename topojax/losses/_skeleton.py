@@ -46,10 +46,12 @@ def _skeleton_of(mask: jax.Array, ndim: int, num_iter: int | None,
 
 
 def _check_inputs(logits, labels) -> tuple[jax.Array, jax.Array, int]:
-  """The segmentation checks (eagerly also the label values)."""
+  """The segmentation checks (eagerly also the label values); soft labels
+  become their mask q > 0.5 (these losses are built on the truth's mask)."""
   logits, labels = jnp.asarray(logits), jnp.asarray(labels)
   ndim = checks.check_logits_and_labels(logits, labels)
   checks.raise_if_labels_out_of_range(labels, logits.shape[-1])
+  labels = checks.hard_labels(labels)
   if jnp.finfo(logits.dtype).bits < 32:  # low-precision logits: compute in float32
     logits = logits.astype(jnp.float32)
   return logits, labels, ndim
@@ -171,7 +173,8 @@ def skeleton_recall(logits: jax.Array, labels: jax.Array, *, smooth: float = 1e-
 
   Args:
     logits: `[B, *spatial, C]` floating logits (2 or 3 spatial axes).
-    labels: `[B, *spatial]` integer class indices in [0, C).
+    labels: `[B, *spatial]` integer class indices in [0, C), or soft binary
+      labels (thresholded at 0.5).
     smooth: s (1e-5 in the reference).
     tube_radius: number of cross dilations of the skeleton (2 in the paper).
     num_iter: skeleton iterations; `None` runs to convergence.
@@ -332,7 +335,8 @@ def cbdice(logits: jax.Array, labels: jax.Array, *, smooth: float = 1.0,
 
   Args:
     logits: `[B, *spatial, C]` floating logits (2 or 3 spatial axes).
-    labels: `[B, *spatial]` integer class indices in [0, C); all classes >= 1
+    labels: `[B, *spatial]` integer class indices in [0, C) (soft binary labels
+      are thresholded at 0.5); all classes >= 1
       count as foreground.
     smooth: s (> 0 keeps empty masks finite; 1 in TopoMortar).
     skeleton_iter: Menten skeleton iterations (5 in TopoMortar).

@@ -615,7 +615,8 @@ def topo_malis_on_logits(logits: jax.typing.ArrayLike, labels: jax.typing.ArrayL
 
   Args:
     logits: `[B, H, W, C]` floating, C = 1 or 2.
-    labels: `[B, H, W]` integer labels (nonzero = structure).
+    labels: `[B, H, W]` integer labels (nonzero = structure), or soft binary
+      labels (thresholded at 0.5).
     **hyperparameters: keyword arguments of `topo_malis`.
 
   Returns:
@@ -630,6 +631,7 @@ def topo_malis_on_logits(logits: jax.typing.ArrayLike, labels: jax.typing.ArrayL
   """
   logits, labels = jnp.asarray(logits), jnp.asarray(labels)
   checks.check_floating(logits, "logits")
+  labels = checks.hard_labels(labels)  # soft labels: their mask q > 0.5
   checks.check_integer(labels, "labels")
   if logits.ndim != 4 or logits.shape[-1] not in (1, 2):
     raise ValueError("`logits` must be [B, H, W, C] with C = 1 or 2 (channels-last), "

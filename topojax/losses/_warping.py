@@ -373,7 +373,8 @@ def warping(logits: jax.Array, labels: jax.Array, *, connectivity: int | None = 
 
   Args:
     logits: `[B, *spatial, C]` floating logits (2 or 3 spatial axes).
-    labels: `[B, *spatial]` integer class indices in [0, C).
+    labels: `[B, *spatial]` integer class indices in [0, C), or soft binary
+      labels (thresholded at 0.5).
     connectivity: foreground adjacency of the warp: 4 (default) or 8 in 2D,
       6 (default) or 26 in 3D.
     ordering: "edt", "exact_edt" or "none" (see `homotopy_warp`).
@@ -404,6 +405,7 @@ def warping(logits: jax.Array, labels: jax.Array, *, connectivity: int | None = 
   connectivity = _check_options(ndim, connectivity, ordering)
   if normalization not in NORMALIZATIONS:
     raise ValueError(f"`normalization` must be one of {NORMALIZATIONS}, got {normalization!r}.")
+  labels = checks.hard_labels(labels)  # critical pixels are defined on masks
   logits, _, valid = _prepare(logits, labels)
   pred = jnp.argmax(lax.stop_gradient(logits), axis=-1) > 0
   critical = _critical(pred, labels > 0, ndim, connectivity, ordering)
