@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,7 +30,6 @@ from flax import nnx
 
 from experiments import _cli
 from topojax import data
-from topojax import metrics
 from topojax import models
 from topojax.losses import make_loss
 from topojax.train import loop
@@ -43,26 +43,10 @@ from topojax.train.optim import make_schedule
 
 NUM_CLASSES = 2  # background, mortar
 CHECKPOINT_DIR = "checkpoints"
+TEACHER_LABELS = "teacher_labels.npy"
+TRAIN_COST_JSON = "train_cost.json"
 METRICS_CSV = "eval_metrics.csv"
 PREDICTIONS_PNG = "predictions.png"
-
-
-# ----------------------------------------------------------------------------
-# Per-image metrics of the evals. (Optimiser, schedule, tripwire and the step
-# loop live in `topojax.train.optim` and `topojax.train.loop`, shared with
-# `experiments.train_autoencoder`.)
-# ----------------------------------------------------------------------------
-
-
-def _per_image_metrics(pred: np.ndarray, gt: np.ndarray) -> dict[str, np.ndarray]:
-  betti = metrics.betti_errors(pred, gt)
-  return {
-      "dice": metrics.dice(pred, gt),
-      "cldice": metrics.cldice(pred, gt),
-      "betti0_error": betti[:, 0],
-      "betti1_error": betti[:, 1],
-      "hd95": metrics.hd95(pred, gt),
-  }
 
 
 # ----------------------------------------------------------------------------
@@ -77,26 +61,127 @@ def _wall_config(config: ml_collections.ConfigDict) -> data.BrickWallConfig:
 def _dataset(config: ml_collections.ConfigDict, part: str) -> tuple[np.ndarray, np.ndarray]:
   """`(images [N, H, W, 3], labels [N, H, W])` for "train" or "eval".
 
-  `config.data.name`: "bricks" (synthetic walls, the default) or "topomortar"
-  (the real dataset at `config.data.data_dir`: training images with
-  `config.data.label` labels from the `training_set`, evaluation on every test
-  group present, accurate labels).
+  `config.data.name`: "bricks" (synthetic walls, the default) or "topomortar":
+  training images with `config.data.label` labels from the `training_set`,
+  evaluation on every test group (accurate labels), from the real dataset at
+  `config.data.data_dir`, or from `topojax.data.synthetic_topomortar` when
+  `data_dir` is empty.
   """
+  if part != "train":
+    split = load_test_split(config)
+    return split.images, split.labels
   if config.data.get("name", "bricks") == "topomortar":
-    split = "train" if part == "train" else "test"
-    loaded = data.load_topomortar(
-        config.data.data_dir, split=split,
-        label=config.data.label if part == "train" else "accurate",
-        training_set=config.data.training_set, size=config.data.size)
+    options = {"label": config.data.label, "training_set": config.data.training_set,
+               "size": config.data.size}
+    if config.data.data_dir:
+      loaded = data.load_topomortar(config.data.data_dir, split="train", **options)
+    else:
+      loaded = data.synthetic_topomortar("train", **options, seed=config.data.get("seed", 0))
     return loaded.images, loaded.labels
-  count, seed = ((config.data.num_train, config.data.train_seed) if part == "train"
-                 else (config.data.num_eval, config.data.eval_seed))
-  return data.brick_walls(count, seed=seed, config=_wall_config(config))
+  return data.brick_walls(config.data.num_train, seed=config.data.train_seed,
+                          config=_wall_config(config))
+
+
+def _augment_config(config: ml_collections.ConfigDict) -> data.AugmentConfig | None:
+  """The on-device augmentation (`config.augment` overrides TopoMortar's
+  defaults), or None when `config.data.augment` is off."""
+  if not config.data.get("augment", True):
+    return None
+  return data.AugmentConfig(**config.get("augment", {}))
+
+
+def predict_foreground(model: nnx.Module, images: np.ndarray, *, mesh: jax.sharding.Mesh,
+                       batch_size: int) -> np.ndarray:
+  """Foreground probabilities (softmax channel 1) of `images`, in batches on `mesh`.
+
+  Each batch is split over the mesh's "data" axis; the last one is padded with
+  copies of its last image and the padding dropped. On a pod every process
+  gets the whole result.
+
+  Args:
+    model: a segmentation model, `[B, H, W, C] -> [B, H, W, 2]` logits.
+    images: `[N, H, W, C]` host images.
+    mesh: the data-parallel mesh the model is replicated on.
+    batch_size: images per call; a multiple of the devices on "data".
+
+  Returns:
+    `[N, H, W]` float32 probabilities.
+
+  Raises:
+    ValueError: a `batch_size` not divisible by the devices on "data".
+  """
+  sharding.check_batch_size(batch_size, mesh)
+  images = np.asarray(images)
+  probs = []
+  with jax.set_mesh(mesh):
+    graphdef, state = nnx.split(model)
+
+    @functools.partial(jax.jit, out_shardings=sharding.batch_sharding(mesh))
+    def foreground_prob(state, images):
+      logits = nnx.merge(graphdef, state)(images)
+      return jax.nn.softmax(logits, axis=-1)[..., 1]
+
+    for start in range(0, len(images), batch_size):
+      chunk = images[start:start + batch_size]
+      padded = np.concatenate([chunk, np.repeat(chunk[-1:], batch_size - len(chunk), 0)])
+      out = foreground_prob(state, sharding.put_batch(padded, mesh))
+      # Gathers every host's shards: on a pod no process holds the whole batch.
+      probs.append(multihost_utils.process_allgather(out, tiled=True)[:len(chunk)])
+  if not probs:
+    return np.zeros((0,) + images.shape[1:3], np.float32)
+  return np.concatenate(probs).astype(np.float32)
+
+
+def load_test_split(config: ml_collections.ConfigDict) -> data.TopoMortarSplit:
+  """The test images of a run's dataset, with ids and groups.
+
+  `config.data.name` "topomortar": the real dataset at `config.data.data_dir`
+  (every test group on disk; the loader logs the missing ones) or, with an
+  empty `data_dir`, `topojax.data.synthetic_topomortar` with
+  `config.data.seed`; both at `config.data.size`. "bricks": the trainer's
+  held-out walls as one in-distribution group.
+  """
+  name = config.data.get("name", "bricks")
+  if name == "topomortar":
+    if config.data.get("data_dir", ""):
+      return data.load_topomortar(config.data.data_dir, split="test", size=config.data.size)
+    return data.synthetic_topomortar(split="test", size=config.data.size,
+                                     seed=config.data.get("seed", 0))
+  if name == "bricks":
+    images, labels = data.brick_walls(config.data.num_eval, seed=config.data.eval_seed,
+                                      config=_wall_config(config))
+    ids = tuple(f"{i:03d}" for i in range(len(images)))
+    return data.TopoMortarSplit(images, labels, ids, ("indistr",) * len(images))
+  raise ValueError(f"`config.data.name` must be 'topomortar' or 'bricks', got {name!r}.")
+
+
+def _teacher_labels(path: str, predict: Callable[[], np.ndarray]) -> np.ndarray:
+  """The previous round's soft predictions, computed once and kept in `path`."""
+  if os.path.exists(path):
+    return np.load(path)
+  labels = predict().astype(np.float32)
+  if jax.process_index() == 0:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    temporary = path + ".tmp.npy"
+    np.save(temporary, labels)
+    os.replace(temporary, path)  # atomic: a killed run never leaves half a file
+  return labels
 
 
 def train(config: ml_collections.ConfigDict, workdir: str, *,
           devices: Sequence[jax.Device] | None = None) -> dict[str, Any]:
   """Trains to `config.total_steps`, resuming from `workdir`'s latest checkpoint.
+
+  With `config.distillation_rounds = R > 1` (self-distillation) training runs
+  R rounds of `total_steps // R` steps in `workdir/round_<r>/`, each from
+  freshly initialised weights and a new optimiser, on the previous round's
+  soft predictions of the un-augmented training images (kept in
+  `round_<r>/teacher_labels.npy`); the first round uses the labels. Every
+  round resumes on its own, so a killed run loses no finished round.
+
+  Writes `train_cost.json`: the median seconds per train step after
+  compilation, the compile time and the compiled step's memory (XLA's memory
+  analysis: arguments + outputs + temporaries), for the cost report.
 
   Args:
     config: an experiment config, e.g. `configs.bricks.get_config()`.
@@ -105,50 +190,85 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
 
   Returns:
     A dict with `model` (the trained `nnx.Module`, replicated on the mesh),
-    `mesh`, `start_step` (the step restored from, 0 for a fresh run), `step`
-    (the final step) and `losses` (`[steps run]`, this call's training losses).
+    `mesh`, `start_step` (the step restored from in the last round, 0 for a
+    fresh run), `step` (the final step) and `losses` (`[steps run]`, this
+    call's training losses over all rounds).
 
   Raises:
     ValueError: a batch size not divisible by the number of devices.
     NonFiniteError: a NaN/Inf loss or gradient; names the step.
   """
   os.makedirs(workdir, exist_ok=True)
-  writer = MetricWriter(workdir)
-  writer.write_config(config.to_dict())
+  MetricWriter(workdir).write_config(config.to_dict())
 
   # -------------------------------------------------------------------------
   # Mesh: one "data" axis; batches split over it, everything else replicated.
   # -------------------------------------------------------------------------
   mesh = sharding.make_data_mesh(devices)
   sharding.check_batch_size(config.batch_size, mesh)
-  replicated = sharding.replicated(mesh)
   logging.info("Data-parallel mesh: %s", mesh)
 
+  images, labels = _dataset(config, "train")
+  rounds = config.get("distillation_rounds", 1)
+  steps = config.total_steps // rounds
+  if steps < 1:
+    raise ValueError(f"`total_steps` ({config.total_steps}) must be at least "
+                     f"`distillation_rounds` ({rounds}).")
+  losses, timer = [], loop.StepTimer()
+  for r in range(rounds):
+    round_dir = workdir if rounds == 1 else os.path.join(workdir, f"round_{r}")
+    if r:
+      labels = _teacher_labels(
+          os.path.join(round_dir, TEACHER_LABELS),
+          lambda: predict_foreground(result["model"], images, mesh=mesh,
+                                     batch_size=config.eval.batch_size))
+      logging.info("Self-distillation round %d of %d.", r + 1, rounds)
+    result = _train_round(config, round_dir, images, labels, steps=steps, mesh=mesh,
+                          timer=timer)
+    losses.append(result["losses"])
+  if jax.process_index() == 0 and timer.seconds_per_step is not None:
+    timer.write(os.path.join(workdir, TRAIN_COST_JSON), devices=mesh.size)
+  return {**result, "losses": np.concatenate(losses)}
+
+
+def _train_round(config: ml_collections.ConfigDict, workdir: str, images: np.ndarray,
+                 labels: np.ndarray, *, steps: int, mesh: jax.sharding.Mesh,
+                 timer: loop.StepTimer) -> dict[str, Any]:
+  """`steps` steps from fresh weights (or `workdir`'s checkpoint) on `(images, labels)`."""
+  os.makedirs(workdir, exist_ok=True)
+  writer = MetricWriter(workdir)
+  replicated = sharding.replicated(mesh)
+
   # -------------------------------------------------------------------------
-  # Input: synthetic walls or TopoMortar in host memory; batch t is a pure function of t,
-  # so a resumed run sees exactly the batches of an uninterrupted one.
+  # Input: a Grain dataset indexed by step (batch t is a pure function of t,
+  # so a resumed run sees exactly the batches of an uninterrupted one); each
+  # host loads only its rows of the global batch. Augmentation runs on device
+  # inside the train step.
   # -------------------------------------------------------------------------
-  train_images, train_labels = _dataset(config, "train")
+  shard_index, shard_count = sharding.process_batch_shard(mesh)
+  batches = data.batch_dataset(images, labels, batch_size=config.batch_size,
+                               seed=config.seed, shard_index=shard_index,
+                               shard_count=shard_count)
 
   def train_batch(step: int):
-    batch = data.sample_batch(train_images, train_labels, step=step,
-                              batch_size=config.batch_size, seed=config.seed,
-                              augment=config.data.augment)
-    return sharding.put_batch(batch, mesh)
+    return sharding.put_local_batch(batches[step], mesh)
+
+  augment = _augment_config(config)
+  augment_key = jax.random.key(config.seed)
 
   # -------------------------------------------------------------------------
   # Model and optimiser, built by name.
   # -------------------------------------------------------------------------
   model_settings = config.model.to_dict()
   model_cls = models.get_model(model_settings.pop("name"))
-  schedule = make_schedule(config)
+  schedule = make_schedule(config, total_steps=steps)
   tx = make_optimizer(config, schedule)
   loss_fn = make_loss(config.loss.to_dict(), config.loss_options.to_dict(),
                       config.loss_schedules.to_dict() if "loss_schedules" in config else None,
-                      total_steps=config.total_steps)
+                      total_steps=steps)
 
   def create():
-    model = model_cls(train_images.shape[-1], NUM_CLASSES, **model_settings,
+    model = model_cls(images.shape[-1], NUM_CLASSES, **model_settings,
                       rngs=nnx.Rngs(config.seed))
     return model, nnx.Optimizer(model, tx, wrt=nnx.Param)
 
@@ -163,14 +283,18 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
                          out_shardings=state_sharding)
 
     # -----------------------------------------------------------------------
-    # Update step: per-example loss -> batch mean -> grads -> optax.
+    # Update step: augment -> per-example loss -> batch mean -> grads -> optax.
     # -----------------------------------------------------------------------
     def train_step(state, images, labels):
       model, optimizer = nnx.merge(graphdef, state)
-      lr = schedule(optimizer.step[...])
+      step = optimizer.step[...]
+      lr = schedule(step)
+      if augment is not None:
+        images, labels = data.augment_batch(jax.random.fold_in(augment_key, step), images,
+                                            labels, augment)
 
       def mean_loss(model):
-        return jnp.mean(loss_fn(model(images), labels, step=optimizer.step[...]))
+        return jnp.mean(loss_fn(model(images), labels, step=step))
 
       loss, grads = nnx.value_and_grad(mean_loss)(model)
       step_metrics = apply_gradients(model, optimizer, grads, loss, lr)
@@ -184,15 +308,18 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
     # in this workdir, if any; NaN/Inf tripwire; metrics every `log_every`.
     # -----------------------------------------------------------------------
     state, start_step, losses = loop.train_with_checkpoints(
-        train_step, init_state, abstract_state, replicated, train_batch,
-        checkpoint_dir=os.path.join(workdir, CHECKPOINT_DIR), config=config, writer=writer)
+        timer.wrap(train_step), init_state, abstract_state, replicated, train_batch,
+        checkpoint_dir=os.path.join(workdir, CHECKPOINT_DIR), config=config, writer=writer,
+        total_steps=steps)
+    if start_step < steps:
+      timer.measure_memory(train_step, state, *train_batch(0))
 
   model, _ = nnx.merge(graphdef, state)
   return {
       "model": model,
       "mesh": mesh,
       "start_step": start_step,
-      "step": max(start_step, config.total_steps),
+      "step": max(start_step, steps),
       "losses": losses,
   }
 
@@ -210,28 +337,12 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, model: nnx.Module,
   Prints the metrics table and writes `eval_metrics.csv`, `predictions.png`
   and an `eval/*` line in `metrics.jsonl` (process 0 only).
   """
-  sharding.check_batch_size(config.eval.batch_size, mesh)
   images, labels = _dataset(config, "eval")
-  with jax.set_mesh(mesh):
-    graphdef, state = nnx.split(model)
-
-    @functools.partial(jax.jit, out_shardings=sharding.batch_sharding(mesh))
-    def foreground_prob(state, images):
-      logits = nnx.merge(graphdef, state)(images)
-      return jax.nn.softmax(logits, axis=-1)[..., 1]
-
-    batch_size = config.eval.batch_size
-    probs = []
-    for start in range(0, len(images), batch_size):
-      chunk = images[start:start + batch_size]
-      padded = np.concatenate([chunk, np.repeat(chunk[-1:], batch_size - len(chunk), 0)])
-      out = foreground_prob(state, sharding.put_batch(padded, mesh))
-      # Gathers every host's shards: on a pod no process holds the whole batch.
-      probs.append(multihost_utils.process_allgather(out, tiled=True)[:len(chunk)])
-  foreground = np.concatenate(probs)
+  foreground = predict_foreground(model, images, mesh=mesh, batch_size=config.eval.batch_size)
   pred = (foreground > 0.5).astype(np.int32)  # the argmax of two classes
 
-  rows = report.summarize(_per_image_metrics(pred, labels))
+  # The Betti matching error (slow to compile) is left to experiments.evaluate.
+  rows = report.summarize(report.segmentation_metrics(pred, labels, betti_matching=False))
   if jax.process_index() == 0:
     print(f"\nEvaluation at step {step} on {len(images)} held-out walls:")
     print(report.format_table(rows))

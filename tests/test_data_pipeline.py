@@ -1,12 +1,17 @@
-"""Tests for the stateless batch sampler."""
+"""Tests for the stateless batch sampler and the Grain input pipeline."""
 
 from __future__ import annotations
 
+import grain
+import jax
 import numpy as np
 import pytest
 
+from topojax.data import batch_dataset
+from topojax.data import batches
 from topojax.data import brick_walls
 from topojax.data import sample_batch
+from topojax.train import sharding
 
 
 def _indexed(n, height=6, width=6):
@@ -101,3 +106,115 @@ def test_argument_validation(images_shape, labels_shape, kwargs, match):
 def test_float_labels_are_rejected():
   with pytest.raises(ValueError, match="labels"):
     sample_batch(np.zeros((2, 4, 4, 3)), np.zeros((2, 4, 4)), step=0, batch_size=1, seed=0)
+
+
+# Grain input pipeline.
+
+
+def _random_data(n=7, height=6, width=5, seed=0):
+  rng = np.random.default_rng(seed)
+  return rng.uniform(size=(n, height, width, 3)), rng.integers(0, 2, (n, height, width))
+
+
+@pytest.mark.parametrize("n, batch_size", [(7, 3), (5, 8)])
+def test_grain_dataset_equals_sample_batch(n, batch_size):
+  images, labels = _random_data(n)
+  dataset = batch_dataset(images, labels, batch_size=batch_size, seed=4)
+  assert isinstance(dataset, grain.MapDataset)
+  for step in (0, 1, 2, 5, 11):
+    x, y = dataset[step]
+    expected = sample_batch(images, labels, step=step, batch_size=batch_size, seed=4,
+                            augment=False)
+    np.testing.assert_array_equal(x, expected[0])
+    np.testing.assert_array_equal(y, expected[1])
+    assert x.dtype == np.float32 and y.dtype == np.int32
+
+
+@pytest.mark.parametrize("shard_count", [2, 4])
+def test_shards_concatenate_to_the_global_batch(shard_count):
+  images, labels = _random_data()
+  full = batch_dataset(images, labels, batch_size=8, seed=1)
+  shards = [batch_dataset(images, labels, batch_size=8, seed=1, shard_index=i,
+                          shard_count=shard_count) for i in range(shard_count)]
+  for step in (0, 3, 9):
+    parts = [shard[step] for shard in shards]
+    assert parts[0][0].shape == (8 // shard_count, 6, 5, 3)
+    np.testing.assert_array_equal(np.concatenate([x for x, _ in parts]), full[step][0])
+    np.testing.assert_array_equal(np.concatenate([y for _, y in parts]), full[step][1])
+
+
+def test_steps_are_independent_of_access_order():
+  images, labels = _random_data()
+  in_order = [batch_dataset(images, labels, batch_size=3, seed=2)[s] for s in range(8)]
+  dataset = batch_dataset(images, labels, batch_size=3, seed=2)
+  for step in (7, 2, 5, 0, 2):
+    np.testing.assert_array_equal(dataset[step][0], in_order[step][0])
+  # A resumed run iterates from its restored step and sees the same batches,
+  # with or without prefetching.
+  for prefetch in (0, 2):
+    resumed = list(batches(dataset, start_step=4, num_steps=4, prefetch=prefetch))
+    assert len(resumed) == 4
+    for step, (x, y) in zip(range(4, 8), resumed):
+      np.testing.assert_array_equal(x, in_order[step][0])
+      np.testing.assert_array_equal(y, in_order[step][1])
+
+
+def test_label_dtypes():
+  images, labels = _random_data()
+  soft = batch_dataset(images, labels * 0.75, batch_size=2, seed=0)[1][1]
+  assert soft.dtype == np.float32 and set(np.unique(soft)) <= {0.0, 0.75}
+  for hard in (labels.astype(np.int64), labels.astype(np.uint8), labels.astype(bool)):
+    y = batch_dataset(images, hard, batch_size=2, seed=0)[1][1]
+    assert y.dtype == np.int32
+    np.testing.assert_array_equal(y, batch_dataset(images, labels, batch_size=2, seed=0)[1][1])
+
+
+@pytest.mark.parametrize("labels_dtype, kwargs, match", [
+    (np.int32, dict(batch_size=6, shard_count=4), "batch_size"),
+    (np.int32, dict(shard_index=2, shard_count=2), "shard_index"),
+    (np.int32, dict(shard_index=-1), "shard_index"),
+    (np.int32, dict(shard_count=0), "shard_count"),
+    (np.int32, dict(batch_size=0), "batch_size"),
+    (np.int32, dict(seed=-1), "seed"),
+    (np.complex64, {}, "labels"),
+])
+def test_batch_dataset_validation(labels_dtype, kwargs, match):
+  kwargs = dict(batch_size=4, seed=0) | kwargs
+  with pytest.raises(ValueError, match=match):
+    batch_dataset(np.zeros((4, 8, 8, 3)), np.zeros((4, 8, 8), labels_dtype), **kwargs)
+
+
+@pytest.mark.parametrize("images_shape, labels_shape", [
+    ((4, 8, 8), (4, 8, 8)), ((4, 8, 8, 3), (4, 8, 9)), ((0, 8, 8, 3), (0, 8, 8))])
+def test_batch_dataset_shape_validation(images_shape, labels_shape):
+  with pytest.raises(ValueError, match="images|labels"):
+    batch_dataset(np.zeros(images_shape), np.zeros(labels_shape, int), batch_size=2, seed=0)
+
+
+def test_batches_validation():
+  dataset = batch_dataset(*_random_data(), batch_size=2, seed=0)
+  with pytest.raises(ValueError, match="dataset"):
+    batches([1, 2], 0, 1)
+  with pytest.raises(ValueError, match="start_step"):
+    batches(dataset, -1, 1)
+  with pytest.raises(ValueError, match="num_steps"):
+    batches(grain.MapDataset.range(4), 2, 3)
+  with pytest.raises(ValueError, match="num_threads"):
+    batches(dataset, 0, 1, num_threads=0)
+
+
+def test_put_local_batch_matches_put_batch():
+  mesh = sharding.make_data_mesh()
+  assert sharding.process_batch_shard(mesh) == (0, 1)  # one process: local == global
+  index, count = sharding.process_batch_shard(mesh)
+  dataset = batch_dataset(*_random_data(), batch_size=8, seed=3, shard_index=index,
+                          shard_count=count)
+  local = dataset[2]
+  placed = sharding.put_local_batch(local, mesh)
+  reference = sharding.put_batch(local, mesh)
+  for got, want in zip(placed, reference):
+    assert got.shape == want.shape and got.sharding == want.sharding
+    assert len(got.addressable_shards) == jax.device_count()
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+  with pytest.raises(ValueError, match="Batch size"):
+    sharding.put_local_batch(np.zeros((6, 2)), mesh)

@@ -5,13 +5,17 @@ A wall is generated in two independent stages, each from its own random stream:
 per brick) and `render_wall` paints an RGB photo of a given layout. Keeping them
 apart lets label variants (noisy or pseudo labels derived from the clean
 layout) and out-of-distribution appearances (colours, shadows, occlusion) be
-added without changing the geometry of a wall.
+added without changing the geometry of a wall. Two hooks serve the latter: the
+`min_angle` and `perspective` config fields (steeper, obliquely seen walls;
+both off by default) and the `scene` argument of `render_wall` (paint, shadows
+or objects composited into the lit scene before the camera blurs it).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
@@ -68,6 +72,13 @@ class BrickWallConfig:
       and exposure change.
     blur_sigma: Gaussian optical blur (pixels), 0 for none.
     noise_sigma: standard deviation of additive Gaussian sensor noise.
+    min_angle: smallest rotation magnitude in degrees: the angle is drawn from
+      `[-max_angle, -min_angle] U [min_angle, max_angle]`; 0 (the default)
+      keeps the plain uniform draw.
+    perspective: strength in [0, 1) of an oblique view of the wall (a
+      projective warp towards a random direction; the wall recedes on one
+      side); 0 (the default) is a frontal view. The warp never shrinks wall
+      lengths, so joints stay at least `mortar_thickness` pixels thick.
   """
 
   height: int = 64
@@ -89,6 +100,8 @@ class BrickWallConfig:
   lighting_strength: float = 0.2
   blur_sigma: float = 0.4
   noise_sigma: float = 0.02
+  min_angle: float = 0.0
+  perspective: float = 0.0
 
   def __post_init__(self):
     checks.check_positive_int(self.height, "height")
@@ -109,10 +122,15 @@ class BrickWallConfig:
       raise ValueError(f"`joint_jitter` must lie in [0, 0.25], got {self.joint_jitter}.")
     for name in ("max_angle", "edge_roughness", "brick_color_jitter",
                  "texture_strength", "edge_shading", "lighting_strength",
-                 "blur_sigma", "noise_sigma"):
+                 "blur_sigma", "noise_sigma", "min_angle", "perspective"):
       _check_non_negative(self, name)
     if self.max_angle >= 45:
       raise ValueError(f"`max_angle` must be < 45 degrees, got {self.max_angle}.")
+    if self.min_angle > self.max_angle:
+      raise ValueError(f"`min_angle` must be <= max_angle ({self.max_angle}), "
+                       f"got {self.min_angle}.")
+    if self.perspective >= 1:
+      raise ValueError(f"`perspective` must be < 1, got {self.perspective}.")
     if self.edge_shading >= 1:
       raise ValueError(f"`edge_shading` must be < 1, got {self.edge_shading}.")
     if not self.texture_scale > 0:
@@ -214,11 +232,18 @@ def sample_layout(rng: np.random.Generator, config: BrickWallConfig) -> WallLayo
   brick_h = rng.uniform(*config.brick_height)
   brick_w = rng.uniform(*config.brick_width)
   t = rng.uniform(*config.mortar_thickness)
-  angle = math.radians(rng.uniform(-config.max_angle, config.max_angle))
+  degrees = rng.uniform(-config.max_angle, config.max_angle)
+  if config.min_angle > 0:  # fold |angle| into [min_angle, max_angle], keeping its sign
+    spread = config.max_angle - config.min_angle
+    degrees = math.copysign(config.min_angle + spread * abs(degrees) / config.max_angle,
+                            degrees)
+  angle = math.radians(degrees)
   pitch_v, pitch_u = brick_h + t, brick_w + t
   y, x = np.mgrid[:h, :w]
   y = y - (h - 1) / 2
   x = x - (w - 1) / 2
+  if config.perspective > 0:
+    x, y = _oblique_view(rng, x, y, config.perspective)
   cos, sin = math.cos(angle), math.sin(angle)
   u = x * cos + y * sin + rng.uniform(0, pitch_u)
   v = -x * sin + y * cos + rng.uniform(0, pitch_v)
@@ -261,6 +286,30 @@ def sample_layout(rng: np.random.Generator, config: BrickWallConfig) -> WallLayo
   return WallLayout(mortar, brick_id, int(num_courses * num_columns))
 
 
+def _oblique_view(rng, x, y, strength):
+  """Wall coordinates of pixel offsets `(x, y)` when the wall is seen obliquely.
+
+  The projective map `p / (1 + g . p)` (a plane tilted away from the camera
+  along `g`) with |g . p| <= strength * U(0.5, 1) over the image, rescaled so
+  that the map's largest local stretch is 1: wall lengths never shrink in
+  pixels (thin joints stay >= 1 px) and recede to normal size on the far side.
+  """
+  direction = rng.uniform(0, 2 * math.pi)
+  half_diagonal = math.hypot(x.max(), y.max()) or 1.0
+  gain = strength * rng.uniform(0.5, 1) / half_diagonal
+  denominator = 1 + gain * (x * math.cos(direction) + y * math.sin(direction))
+  wall_x, wall_y = x / denominator, y / denominator
+  # Largest singular value of the Jacobian d = 1 + g.p, J = (d I - p g^T) / d^2,
+  # from the closed form for a 2 x 2 matrix.
+  gx, gy = gain * math.cos(direction), gain * math.sin(direction)
+  a, b = (denominator - x * gx) / denominator**2, -x * gy / denominator**2
+  c, d = -y * gx / denominator**2, (denominator - y * gy) / denominator**2
+  frob, det = a * a + b * b + c * c + d * d, np.abs(a * d - b * c)
+  stretch = np.sqrt((frob + np.sqrt(np.maximum(frob * frob - 4 * det * det, 0))) / 2)
+  scale = stretch.max()
+  return wall_x / scale, wall_y / scale
+
+
 _EIGHT = np.ones((3, 3), bool)
 
 
@@ -282,7 +331,8 @@ def _sample_color(rng, low, high):
 
 
 def render_wall(rng: np.random.Generator, layout: WallLayout,
-                config: BrickWallConfig) -> np.ndarray:
+                config: BrickWallConfig, *,
+                scene: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
   """Paints a photo of a layout.
 
   Per-brick colours, two-scale texture, shaded (recessed) mortar edges, a
@@ -292,6 +342,11 @@ def render_wall(rng: np.random.Generator, layout: WallLayout,
     rng: the wall's appearance stream.
     layout: the wall's geometry.
     config: generator parameters.
+    scene: optional hook adding things in front of or on the wall (paint,
+      cast shadows, objects): called with the lit `[H, W, 3]` float64 image
+      before the optical blur and sensor noise, which then apply to the
+      whole scene; returns an image of the same shape. It should draw from
+      its own random stream, so that the wall itself does not change.
 
   Returns:
     `[H, W, 3]` float32 image in [0, 1].
@@ -324,6 +379,10 @@ def render_wall(rng: np.random.Generator, layout: WallLayout,
            + s * rng.uniform(0, 1) * (xx * math.cos(direction) + yy * math.sin(direction))
            - 0.5 * s * rng.uniform(0, 1) * (xx**2 + yy**2))
   image = image * (shade * light)[..., None]
+  if scene is not None:
+    image = np.asarray(scene(image), np.float64)
+    if image.shape != (h, w, 3):
+      raise ValueError(f"`scene` must return an image of shape {(h, w, 3)}, got {image.shape}.")
 
   if config.blur_sigma > 0:
     image = ndimage.gaussian_filter(image, (config.blur_sigma, config.blur_sigma, 0))

@@ -27,6 +27,7 @@ import logging
 import os
 import pathlib
 import tempfile
+import types
 from collections.abc import Mapping
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -39,6 +40,20 @@ SPLITS = ("train", "val", "test")
 LABEL_KINDS = ("accurate", "noisy", "pseudo")
 TRAINING_SETS = ("large", "small")
 TEST_GROUPS = ("indistr", "angles", "colors", "graffiti", "objects", "shadows", "occlusion")
+
+
+def _id_range(first, last):
+  return tuple(f"{i:03d}" for i in range(first, last + 1))
+
+
+# The published layout (fold "1" of splits.yaml / splits_small.yaml and
+# dataset_types.txt), for code that needs it without the files, e.g. the
+# synthetic stand-in; the loader itself reads the files.
+SPLIT_IDS = types.MappingProxyType(
+    {"train": _id_range(1, 50), "val": _id_range(51, 70), "test": _id_range(71, 420)})
+SMALL_TRAINING_IDS = ("001", "009", "011", "024", "036", "041", "043", "045", "048", "049")
+TEST_GROUP_IDS = types.MappingProxyType(
+    {group: _id_range(71 + 50 * k, 120 + 50 * k) for k, group in enumerate(TEST_GROUPS)})
 
 _SPLIT_FILES = {"large": "splits.yaml", "small": "splits_small.yaml"}
 _TYPES_FILE = "dataset_types.txt"

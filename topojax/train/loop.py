@@ -9,9 +9,11 @@ do the rest, so every trainer resumes, logs and stops on NaNs the same way.
 
 from __future__ import annotations
 
+import json
 import logging as std_logging
 import os
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -135,16 +137,72 @@ def train_with_checkpoints(train_step: Callable[..., tuple[PyTree, dict[str, jax
                            init_fn: Callable[[], PyTree], abstract_state: PyTree,
                            sharding: jax.sharding.Sharding,
                            batch_fn: Callable[[int], tuple[Any, ...]], *, checkpoint_dir: str,
-                           config, writer: MetricWriter) -> tuple[PyTree, int, np.ndarray]:
+                           config, writer: MetricWriter,
+                           total_steps: int | None = None) -> tuple[PyTree, int, np.ndarray]:
   """A whole run: resume from `checkpoint_dir` (`restore_or_init`), then `run_steps`.
 
-  `config` gives `total_steps`, `log_every`, `checkpoint_every` and
-  `keep_checkpoints`. Returns `(state, start_step, losses)`.
+  `config` gives `log_every`, `checkpoint_every`, `keep_checkpoints` and
+  `total_steps` (unless given). Returns `(state, start_step, losses)`.
   """
+  total_steps = config.total_steps if total_steps is None else total_steps
   with Checkpointer(checkpoint_dir, max_to_keep=config.keep_checkpoints,
                     save_interval_steps=config.checkpoint_every) as checkpointer:
     state, start_step = restore_or_init(checkpointer, abstract_state, sharding, init_fn)
     state, losses = run_steps(train_step, state, batch_fn, start_step=start_step,
-                              total_steps=config.total_steps, checkpointer=checkpointer,
+                              total_steps=total_steps, checkpointer=checkpointer,
                               writer=writer, log_every=config.log_every)
   return state, start_step, losses
+
+
+class StepTimer:
+  """Measures what a train step costs: wall time per step and compiled memory.
+
+  `wrap(train_step)` records when each call starts. `run_steps` waits for
+  step t's metrics before it dispatches step t + 2, so in steady state the
+  interval between calls is the step's cost (device compute, or the host's
+  batch loading if that is slower); the first call's duration is mostly
+  compilation. `measure_memory` reads XLA's memory analysis of the compiled
+  step (arguments + outputs + temporaries; on CPU the host memory it needs).
+  """
+
+  def __init__(self):
+    self._intervals: list[float] = []
+    self._compile_seconds = 0.0
+    self._memory_bytes: int | None = None
+
+  def wrap(self, train_step: Callable[..., Any]) -> Callable[..., Any]:
+    last_start = None
+
+    def timed(*args):
+      nonlocal last_start
+      start = time.perf_counter()
+      out = train_step(*args)
+      if last_start is None:
+        self._compile_seconds += time.perf_counter() - start
+      else:
+        self._intervals.append(start - last_start)
+      last_start = start
+      return out
+    return timed
+
+  @property
+  def seconds_per_step(self) -> float | None:
+    """Median interval, without the first (it waits for the compilation)."""
+    steady = self._intervals[1:]
+    return float(np.median(steady)) if steady else None
+
+  def measure_memory(self, jitted_step, *args) -> None:
+    """Memory of the compiled step (its cached executable, not a recompilation)."""
+    analysis = jitted_step.lower(*args).compile().memory_analysis()
+    if analysis is not None:
+      self._memory_bytes = int(analysis.argument_size_in_bytes + analysis.output_size_in_bytes
+                               + analysis.temp_size_in_bytes - analysis.alias_size_in_bytes)
+
+  def write(self, path: str, **extra: Any) -> None:
+    """Writes `train_cost.json`-style figures to `path`."""
+    with open(path, "w") as f:
+      json.dump({"seconds_per_step": self.seconds_per_step,
+                 "compile_seconds": self._compile_seconds,
+                 "steps_timed": max(len(self._intervals) - 1, 0),
+                 "step_memory_bytes": self._memory_bytes,
+                 "platform": jax.default_backend(), **extra}, f, indent=1)

@@ -13,9 +13,15 @@ import optax
 from flax import nnx
 
 
-def make_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
-  """`config.schedule.name`: poly (TopoMortar), warmup_cosine or constant."""
-  settings, lr, total = config.schedule, config.lr, config.total_steps
+def make_schedule(config: ml_collections.ConfigDict, *,
+                  total_steps: int | None = None) -> optax.Schedule:
+  """`config.schedule.name`: poly (TopoMortar), warmup_cosine or constant.
+
+  The schedule spans `total_steps` (default `config.total_steps`; a
+  self-distillation round spans its own steps).
+  """
+  settings, lr = config.schedule, config.lr
+  total = config.total_steps if total_steps is None else total_steps
   if settings.name == "poly":  # lr * (1 - t / T) ** power
     return optax.polynomial_schedule(lr, 0.0, settings.power, total)
   if settings.name == "warmup_cosine":

@@ -61,3 +61,56 @@ def put_batch(batch: PyTree, mesh: jax.sharding.Mesh) -> PyTree:
     with jax.transfer_guard("allow"):  # the one intended host-to-device copy
       return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
   return jax.tree.map(put, batch)
+
+
+def process_batch_shard(mesh: jax.sharding.Mesh) -> tuple[int, int]:
+  """Which block of each global batch this process loads: `(index, count)`.
+
+  `put_local_batch` gives process p's rows to p's devices, which hold one
+  contiguous block of the "data" axis; this returns that block's rank among
+  the processes' blocks and the number of processes, ready for
+  `topojax.data.batch_dataset(..., shard_index=index, shard_count=count)`.
+
+  Examples:
+    >>> process_batch_shard(make_data_mesh())
+    (0, 1)
+  """
+  owners = [device.process_index for device in mesh.devices.reshape(-1)]
+  blocks = list(dict.fromkeys(owners))  # processes in order of their first device
+  for process in blocks:
+    first = owners.index(process)
+    if owners[first:first + owners.count(process)] != [process] * owners.count(process):
+      raise ValueError(
+          f"The devices of process {process} are not contiguous along the mesh's "
+          f"{DATA_AXIS!r} axis; build the mesh from devices sorted by process.")
+  return blocks.index(jax.process_index()), len(blocks)
+
+
+def put_local_batch(local_batch: PyTree, mesh: jax.sharding.Mesh) -> PyTree:
+  """Builds global batch arrays from each process's own rows.
+
+  Every process passes only its block of the global batch (leading axis; the
+  block `process_batch_shard(mesh)` names, e.g. from `batch_dataset`), so a
+  pod host loads 1/num_processes of the data; the global batch has
+  `local_rows * jax.process_count()` rows, split over "data" like `put_batch`.
+  With one process the local batch is the global batch and this equals
+  `put_batch`.
+
+  Examples:
+    >>> import numpy as np
+    >>> mesh = make_data_mesh()
+    >>> x = put_local_batch(np.zeros((jax.device_count(), 4)), mesh)
+    >>> x.shape == (jax.device_count() * jax.process_count(), 4)
+    True
+  """
+  sharding = batch_sharding(mesh)
+
+  def put(x):
+    x = np.asarray(x)
+    if x.ndim == 0:
+      raise ValueError("`local_batch` leaves must have a leading batch axis, got a scalar.")
+    global_shape = (x.shape[0] * jax.process_count(), *x.shape[1:])
+    check_batch_size(global_shape[0], mesh)
+    with jax.transfer_guard("allow"):  # the one intended host-to-device copy
+      return jax.make_array_from_process_local_data(sharding, x, global_shape)
+  return jax.tree.map(put, local_batch)
