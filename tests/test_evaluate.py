@@ -37,7 +37,8 @@ def _write_run(sweep_dir, name, *, loss, seed, per_image, seconds_per_step, memo
             "eval": {"batch_size": 8}}
   (run_dir / "config.json").write_text(json.dumps(config))
   (run_dir / "train_cost.json").write_text(json.dumps({
-      "seconds_per_step": seconds_per_step, "compile_seconds": 3.0, "steps_timed": 10,
+      "seconds_per_step": seconds_per_step, "late_seconds_per_step": 2 * seconds_per_step,
+      "compile_seconds": 3.0, "steps_timed": 10,
       "step_memory_bytes": int(memory_mib * 2**20), "devices": 8, "platform": "cpu"}))
   (run_dir / "DONE").write_text("{}")
   ids, groups = per_image["ids"], per_image["groups"]
@@ -138,11 +139,12 @@ def test_report_cost_table(fake_sweep):
   section = report[report.index("## Training cost per step"):]
   rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in section.splitlines()
           if line.startswith("| ") and not line.startswith("| Loss")}
-  assert rows["cedice"][3] == "1.00" and rows["cedice"][7].startswith("yes")
-  assert rows["cldice"][3] == "1.50" and rows["cldice"][5] == "1.50"
-  assert rows["cldice"][7].startswith("yes")
-  assert rows["topoloss"][3] == "3.00" and rows["topoloss"][7].startswith("no (time)")
-  assert rows["cldice"][2] == "150.0"  # ms per step
+  assert rows["cedice"][3] == "1.00" and rows["cedice"][9].startswith("yes")
+  assert rows["cldice"][3] == rows["cldice"][5] == rows["cldice"][7] == "1.50"
+  assert rows["cldice"][9].startswith("yes")
+  assert rows["topoloss"][3] == "3.00"
+  assert rows["topoloss"][9].startswith("no (time, late time)")
+  assert rows["cldice"][2] == "150.0" and rows["cldice"][4] == "300.0"  # ms per step
 
 
 def test_report_writes_pngs(fake_sweep):
