@@ -155,8 +155,6 @@ def synthetic_topomortar(split: str = "train", *, label: str = "accurate",
   _check_choice(training_set, TRAINING_SETS, "training_set")
   if split == "test" and label != "accurate":
     raise ValueError(f"The test split only has 'accurate' labels, got label={label!r}.")
-  if not (size is None or isinstance(size, (int, np.integer, Sequence))):
-    raise ValueError(f"`size` must be None, an int or (height, width), got {size!r}.")
   shape = _check_size(size) or _NATIVE_SHAPE
   if min(shape) < _MIN_SIZE:
     raise ValueError(f"`size` must be at least {_MIN_SIZE} pixels a side (smaller walls have "

@@ -326,7 +326,12 @@ def _check_choice(value, choices, name):
 def _check_size(size):
   if size is None:
     return None
-  shape = (size, size) if isinstance(size, (int, np.integer)) else tuple(size)
+  if isinstance(size, (int, np.integer)):
+    shape = (size, size)
+  elif isinstance(size, (tuple, list)):
+    shape = tuple(size)
+  else:
+    shape = ()  # e.g. a float: rejected below
   if len(shape) != 2 or not all(isinstance(s, (int, np.integer)) and s >= 1 for s in shape):
     raise ValueError(f"`size` must be None, an int >= 1 or (height, width), got {size!r}.")
   return (int(shape[0]), int(shape[1]))
