@@ -90,6 +90,13 @@ def _augment_config(config: ml_collections.ConfigDict) -> data.AugmentConfig | N
   return data.AugmentConfig(**config.get("augment", {}))
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _foreground_prob(graphdef, state, images):
+  """Module level, so every evaluation of one model shape reuses one compilation."""
+  logits = nnx.merge(graphdef, state)(images)
+  return jax.nn.softmax(logits, axis=-1)[..., 1]
+
+
 def predict_foreground(model: nnx.Module, images: np.ndarray, *, mesh: jax.sharding.Mesh,
                        batch_size: int) -> np.ndarray:
   """Foreground probabilities (softmax channel 1) of `images`, in batches on `mesh`.
@@ -115,16 +122,10 @@ def predict_foreground(model: nnx.Module, images: np.ndarray, *, mesh: jax.shard
   probs = []
   with jax.set_mesh(mesh):
     graphdef, state = nnx.split(model)
-
-    @functools.partial(jax.jit, out_shardings=sharding.batch_sharding(mesh))
-    def foreground_prob(state, images):
-      logits = nnx.merge(graphdef, state)(images)
-      return jax.nn.softmax(logits, axis=-1)[..., 1]
-
     for start in range(0, len(images), batch_size):
       chunk = images[start:start + batch_size]
       padded = np.concatenate([chunk, np.repeat(chunk[-1:], batch_size - len(chunk), 0)])
-      out = foreground_prob(state, sharding.put_batch(padded, mesh))
+      out = _foreground_prob(graphdef, state, sharding.put_batch(padded, mesh))
       # Gathers every host's shards: on a pod no process holds the whole batch.
       probs.append(multihost_utils.process_allgather(out, tiled=True)[:len(chunk)])
   if not probs:
