@@ -48,12 +48,14 @@ from topojax._src import numerics
 from topojax.ph import _grid
 from topojax.ph import _h0
 from topojax.ph import _matching_dim1
+from topojax.ph import _matching_host
 from topojax.ph._cubical import _capacities, _essential_block, _finite_block
 from topojax.ph._diagram import Diagram, concatenate
 
 _FILTRATIONS = ("sublevel", "superlevel")
 _INT_MAX = jnp.iinfo(jnp.int32).max
 _COMPARISONS = ("union", "intersection")
+_ENGINES = ("auto", "device", "cpu")
 # Capacities of the reduced graph tried before the worst case, as fractions of
 # an image's (nodes, edges): in every pass a smoothed map against a label keeps
 # under a fifth of its nodes and a tenth of its edges, its own passes far fewer.
@@ -480,25 +482,57 @@ def _match_dimension(x, y, c, dual: bool, in_comparison_order: bool, capacity: i
 
 def _match_on_host(x, y, comparison: str, capacity: int):
   """3D dimension 1 by matrix reduction on the host (`_matching_dim1`), one
-  volume pair at a time; pairs come as `_Pairs` with only the pixels set."""
+  volume pair at a time."""
   host = functools.partial(_matching_dim1.padded_matching_dim1, comparison=comparison,
                            capacity=capacity)
   slots = jax.ShapeDtypeStruct((capacity,), jnp.int32)
   count = jax.ShapeDtypeStruct((), jnp.int32)
   result = (slots, slots, count, slots, slots, count, slots, slots)
-  out = jax.vmap(lambda a, b: jax.pure_callback(host, result, a, b, vmap_method="sequential"))(
+  return jax.vmap(lambda a, b: jax.pure_callback(host, result, a, b, vmap_method="sequential"))(
       x, y)
-  x_birth, x_death, x_count, y_birth, y_death, y_count, x_match, y_match = out
-  pairs = lambda birth, death, count: _Pairs(None, None, None, birth, death, count)
-  return (pairs(x_birth, x_death, x_count), pairs(y_birth, y_death, y_count), x_match,
-          y_match)
 
 
-def _block(f, pairs: _Pairs, capacity: int, dim: int, nonfinite) -> Diagram:
+def _match_on_device(x, y, c, dual: bool, in_comparison_order: bool, capacity: int):
+  """`_match_dimension` as `(x_birth, x_death, x_count, y_birth, y_death,
+  y_count, x_match, y_match)`."""
+  px, py, x_match, y_match = _match_dimension(x, y, c, dual, in_comparison_order, capacity)
+  return px.birth, px.death, px.count, py.birth, py.death, py.count, x_match, y_match
+
+
+def _tie_order(dual: bool, shape: tuple[int, ...]) -> np.ndarray:
+  """The graph's nodes by increasing tie (`_Graph.node_tie`)."""
+  if dual:
+    return np.arange(math.prod(s - 1 for s in shape), -1, -1, dtype=np.int32)
+  return np.arange(math.prod(shape), dtype=np.int32)
+
+
+def _match_compiled(x, y, c, tasks):
+  """Every `(dim, dual, in_comparison_order, capacity)` of `tasks` by the
+  CPU engine (`_matching_host`): the graphs are built here, the passes run
+  in one host call; results as `_match_on_device`'s."""
+  batch, shape = x.shape[0], x.shape[1:]
+  graphs, static, capacities, result = [], [], [], []
+  for _, dual, in_comparison_order, capacity in tasks:
+    graph = (_dual_graph if dual else _primal_graph)(jnp.concatenate([x, y, c]))
+    ends = (_dual_ends if dual else _primal_ends)(shape)
+    graphs.append(tuple(jnp.moveaxis(a.reshape((3, batch) + a.shape[1:]), 0, 1)
+                        for a in (graph.value, graph.voxel, graph.node_value, graph.node_voxel)))
+    static.append((ends[0], ends[1], _tie_order(dual, shape), dual, in_comparison_order))
+    capacities.append(capacity)
+    slots = jax.ShapeDtypeStruct((batch, 2, capacity), jnp.int32)
+    result.append((slots, slots, jax.ShapeDtypeStruct((batch, 2), jnp.int32), slots))
+  host = functools.partial(_matching_host.match_dimensions, static=static,
+                           capacities=capacities)
+  outputs = jax.pure_callback(host, result, graphs, vmap_method="broadcast_all")
+  return [(births[:, 0], deaths[:, 0], counts[:, 0], births[:, 1], deaths[:, 1], counts[:, 1],
+           matches[:, 0], matches[:, 1]) for births, deaths, counts, matches in outputs]
+
+
+def _block(f, birth, death, count, capacity: int, dim: int, nonfinite) -> Diagram:
   """`cubical_persistence`'s finite block, per image of the batch."""
   block = jax.vmap(lambda image, birth, death, count: _finite_block(
-      image, birth, death, count, capacity, dim))(f.reshape(f.shape[0], -1), pairs.birth,
-                                                  pairs.death, pairs.count)
+      image, birth, death, count, capacity, dim))(f.reshape(f.shape[0], -1), birth, death,
+                                                  count)
   return dataclasses.replace(block, nonfinite=nonfinite)
 
 
@@ -511,8 +545,8 @@ def _essential(f, order_values, sign, nonfinite) -> Diagram:
 
 
 @functools.partial(jax.jit, static_argnames=("filtration", "comparison", "dims",
-                                             "include_essential"))
-def _betti_matching(pred, target, *, filtration, comparison, dims, include_essential):
+                                             "include_essential", "engine"))
+def _betti_matching(pred, target, *, filtration, comparison, dims, include_essential, engine):
   sign = 1 if filtration == "sublevel" else -1
   finite = jnp.isfinite(pred) & jnp.isfinite(target)
   nonfinite = ~jnp.all(finite.reshape(finite.shape[0], -1), axis=1)
@@ -531,19 +565,33 @@ def _betti_matching(pred, target, *, filtration, comparison, dims, include_essen
     pred_matches.append(jnp.zeros((pred.shape[0], 1), jnp.int32))
     target_matches.append(jnp.zeros((pred.shape[0], 1), jnp.int32))
     offset = 1
+  capacity = {dim: _capacities(pred.shape[1:], "V", (dim,), None)[dim] for dim in dims}
+  tasks = [(dim, dim > 0, (dim == 0) == (comparison == "union"), capacity[dim])
+           for dim in dims if not (dim == 1 and ndim == 3)]
+
+  def on_device(x, y, c):
+    return [_match_on_device(x, y, c, *task[1:]) for task in tasks]
+
+  if not tasks:
+    matched = []
+  elif engine == "device":
+    matched = on_device(x, y, c)
+  elif engine == "cpu":
+    matched = _match_compiled(x, y, c, tasks)
+  else:
+    matched = lax.platform_dependent(x, y, c, cpu=lambda *a: _match_compiled(*a, tasks),
+                                     default=on_device)
+  matched = dict(zip([task[0] for task in tasks], matched))
   for dim in dims:
-    capacity = _capacities(pred.shape[1:], "V", (dim,), None)[dim]
-    if dim == 1 and ndim == 3:
-      px, py, x_match, y_match = _match_on_host(x, y, comparison, capacity)
-    else:
-      px, py, x_match, y_match = _match_dimension(
-          x, y, c, dim > 0, in_comparison_order=(dim == 0) == (comparison == "union"),
-          capacity=capacity)
-    pred_blocks.append(_block(pred, px, capacity, dim, nonfinite))
-    target_blocks.append(_block(target, py, capacity, dim, nonfinite))
+    if dim not in matched:  # 3D dimension 1
+      matched[dim] = _match_on_host(x, y, comparison, capacity[dim])
+    x_birth, x_death, x_count, y_birth, y_death, y_count, x_match, y_match = matched[dim]
+    pred_blocks.append(_block(pred, x_birth, x_death, x_count, capacity[dim], dim, nonfinite))
+    target_blocks.append(_block(target, y_birth, y_death, y_count, capacity[dim], dim,
+                                nonfinite))
     pred_matches.append(jnp.where(x_match >= 0, x_match + offset, -1))
     target_matches.append(jnp.where(y_match >= 0, y_match + offset, -1))
-    offset += capacity
+    offset += capacity[dim]
   return BettiMatching(
       pred=concatenate(pred_blocks), target=concatenate(target_blocks),
       pred_match=jnp.concatenate(pred_matches, axis=1),
@@ -552,7 +600,8 @@ def _betti_matching(pred, target, *, filtration, comparison, dims, include_essen
 
 def betti_matching(pred: jax.typing.ArrayLike, target: jax.typing.ArrayLike, *,
                    filtration: str = "superlevel", comparison: str = "union",
-                   dims=None, include_essential: bool = False) -> BettiMatching:
+                   dims=None, include_essential: bool = False,
+                   engine: str = "auto") -> BettiMatching:
   r"""Barcodes of `pred` and `target` and their induced (Betti) matching.
 
   For each image pair, the persistence pairs of both cubical filtrations
@@ -566,7 +615,9 @@ def betti_matching(pred: jax.typing.ArrayLike, target: jax.typing.ArrayLike, *,
   for the tie conventions, which are that code's.
 
   Dimension 0 and dimension d-1 are computed on the device, batched, inside
-  `jit`. 3D dimension 1 has no union-find formulation: `dims=(0, 1, 2)` runs
+  `jit`: on GPU and TPU by parallel elder-rule rounds in XLA, on the CPU by a
+  compiled sequential union-find (`engine`; both give equal results). 3D
+  dimension 1 has no union-find formulation: `dims=(0, 1, 2)` runs
   a matrix reduction on the host (`jax.pure_callback`, one volume at a time,
   pure Python: seconds for ~30^3 volumes), whose tie order is documented in
   `topojax.ph._matching_dim1` (not checked against Betti-Matching-3D's).
@@ -581,6 +632,9 @@ def betti_matching(pred: jax.typing.ArrayLike, target: jax.typing.ArrayLike, *,
     dims: homology dimensions; default `(0, d-1)` (on the device).
     include_essential: add the essential H0 class of each image (born at the
       global extremum, `death = ±inf`), always matched to the other's.
+    engine: how dimensions 0 and d-1 run: "auto" (the CPU kernel on CPU, XLA
+      elsewhere), "device" (XLA's parallel rounds on every platform) or "cpu"
+      (the numba union-find through `jax.pure_callback`, on every platform).
 
   Returns:
     A `BettiMatching` (diagrams with capacity per dimension a bound that no
@@ -613,7 +667,9 @@ def betti_matching(pred: jax.typing.ArrayLike, target: jax.typing.ArrayLike, *,
   dims = (0, ndim - 1) if dims is None else tuple(sorted(set(int(d) for d in dims)))
   if not dims or any(d not in available for d in dims):
     raise ValueError(f"`dims` must be a non-empty subset of {available}, got {dims}.")
+  if engine not in _ENGINES:
+    raise ValueError(f"`engine` must be one of {_ENGINES}, got {engine!r}.")
   checks.raise_if_nonfinite(pred, "pred")
   checks.raise_if_nonfinite(target, "target")
   return _betti_matching(pred, target, filtration=filtration, comparison=comparison,
-                         dims=dims, include_essential=bool(include_essential))
+                         dims=dims, include_essential=bool(include_essential), engine=engine)
