@@ -499,31 +499,62 @@ def _match_on_device(x, y, c, dual: bool, in_comparison_order: bool, capacity: i
   return px.birth, px.death, px.count, py.birth, py.death, py.count, x_match, y_match
 
 
-def _tie_order(dual: bool, shape: tuple[int, ...]) -> np.ndarray:
-  """The graph's nodes by increasing tie (`_Graph.node_tie`)."""
-  if dual:
-    return np.arange(math.prod(s - 1 for s in shape), -1, -1, dtype=np.int32)
-  return np.arange(math.prod(shape), dtype=np.int32)
+def _cells(shape, offsets_of, corners, inside) -> np.ndarray:
+  """`[len(corners), 2^k]` the pixels of cells anchored at `corners` with
+  offsets along the axes `offsets_of` in C order; rows of -1 where not `inside`."""
+  strides = np.array([math.prod(shape[a + 1:]) for a in range(len(shape))])
+  steps = [sum(int(o[i]) * int(strides[a]) for i, a in enumerate(offsets_of))
+           for o in itertools.product((0, 1), repeat=len(offsets_of))]
+  cells = corners[:, None] + np.array(steps)[None, :]
+  return np.where(inside[:, None], cells, -1).astype(np.int32)
+
+
+@functools.lru_cache(maxsize=None)
+def _host_graph(shape: tuple[int, ...], dual: bool):
+  """`_primal_graph` / `_dual_graph` as static tables for the CPU engine:
+  `(uv [E, 2], edge_cells [E, m], node_cells [W, m'], tie_order)`, edges in
+  the list's order, nodes by local id, cells as pixel ids (-1 rows: no cell;
+  the dual's outer node is the last node)."""
+  u, v, _, _ = (_dual_ends if dual else _primal_ends)(shape)
+  ndim, n = len(shape), math.prod(shape)
+  coords = np.indices(shape).reshape(ndim, n)
+  if not dual:
+    edge_cells = np.where((u != v)[:, None], np.stack([u, v], axis=1), -1).astype(np.int32)
+    node_cells = np.arange(n, dtype=np.int32)[:, None]
+    tie_order = np.arange(n, dtype=np.int32)
+  else:
+    edge_cells = np.empty((n * ndim, 2 ** (ndim - 1)), np.int32)
+    for k in range(ndim):
+      missing = 1 - k if ndim == 2 else k  # Betti-Matching-3D's cell types
+      spans = tuple(a for a in range(ndim) if a != missing)
+      inside = np.logical_and.reduce([coords[a] < shape[a] - 1 for a in spans])
+      edge_cells[np.arange(n) * ndim + k] = _cells(shape, spans, np.arange(n), inside)
+    edge_cells = edge_cells[::-1]  # the list is reversed
+    edge_cells[u == v] = -1
+    top_shape = tuple(s - 1 for s in shape)
+    corners = np.ravel_multi_index(np.indices(top_shape).reshape(ndim, -1), shape)
+    node_cells = np.concatenate([
+        _cells(shape, tuple(range(ndim)), corners, np.ones(corners.size, bool)),
+        np.full((1, 2 ** ndim), -1, np.int32)])
+    tie_order = np.arange(len(node_cells) - 1, -1, -1, dtype=np.int32)  # larger index older
+  return (np.ascontiguousarray(np.stack([u, v], axis=1), dtype=np.int32),
+          np.ascontiguousarray(edge_cells), node_cells, tie_order)
 
 
 def _match_compiled(x, y, c, tasks):
   """Every `(dim, dual, in_comparison_order, capacity)` of `tasks` by the
-  CPU engine (`_matching_host`): the graphs are built here, the passes run
-  in one host call; results as `_match_on_device`'s."""
+  CPU engine (`_matching_host`), in one host call; results as
+  `_match_on_device`'s."""
   batch, shape = x.shape[0], x.shape[1:]
-  graphs, static, capacities, result = [], [], [], []
+  static, result = [], []
   for _, dual, in_comparison_order, capacity in tasks:
-    graph = (_dual_graph if dual else _primal_graph)(jnp.concatenate([x, y, c]))
-    ends = (_dual_ends if dual else _primal_ends)(shape)
-    graphs.append(tuple(jnp.moveaxis(a.reshape((3, batch) + a.shape[1:]), 0, 1)
-                        for a in (graph.value, graph.voxel, graph.node_value, graph.node_voxel)))
-    static.append((ends[0], ends[1], _tie_order(dual, shape), dual, in_comparison_order))
-    capacities.append(capacity)
+    static.append((_host_graph(shape, dual), dual, in_comparison_order))
     slots = jax.ShapeDtypeStruct((batch, 2, capacity), jnp.int32)
     result.append((slots, slots, jax.ShapeDtypeStruct((batch, 2), jnp.int32), slots))
-  host = functools.partial(_matching_host.match_dimensions, static=static,
-                           capacities=capacities)
-  outputs = jax.pure_callback(host, result, graphs, vmap_method="broadcast_all")
+  host = functools.partial(_matching_host.match_dimensions, ndim=len(shape), static=static,
+                           capacities=[task[3] for task in tasks])
+  outputs = jax.pure_callback(host, result, jnp.stack([x, y, c], axis=1),
+                              vmap_method="broadcast_all")
   return [(births[:, 0], deaths[:, 0], counts[:, 0], births[:, 1], deaths[:, 1], counts[:, 1],
            matches[:, 0], matches[:, 1]) for births, deaths, counts, matches in outputs]
 

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import concurrent.futures
 import functools
+import math
 import os
+import types
 
 import numpy as np
 
@@ -34,101 +36,137 @@ def _kernels():
   jit = functools.partial(numba.njit, nogil=True, cache=True)
 
   @jit
-  def sortable(value):
-    """uint32 keys in the order of the float32 `value` (-0.0 == 0.0)."""
-    bits = (value + np.float32(0.0)).view(np.int32)
-    flipped = np.where(bits < 0, bits ^ np.int32(0x7FFFFFFF), bits)
-    return flipped.view(np.uint32) ^ np.uint32(0x80000000)
-
-  @jit
-  def stable_order(key, keep):
-    """Indices `i` with `keep[i]`, stably sorted by `key` (LSD radix, 11-bit
-    digits; a digit that every key shares is skipped)."""
-    count = 0
-    for i in range(key.size):
-      count += keep[i]
-    order = np.empty(count, np.int32)
-    j = 0
-    for i in range(key.size):
-      if keep[i]:
-        order[j] = i
-        j += 1
-    spare = np.empty(count, np.int32)
+  def dense_ranks(image):
+    """Per pixel the rank of its value among the image's distinct values
+    (-0.0 == 0.0), the number of distinct values, and the pixels by (value,
+    index): a stable LSD radix sort with 11-bit digits, skipping digits that
+    every pixel shares."""
+    n = image.size
+    bits = (image + np.float32(0.0)).view(np.int32)
+    key = np.empty(n, np.uint32)
+    for p in range(n):
+      b = bits[p]
+      if b < 0:
+        b ^= np.int32(0x7FFFFFFF)
+      key[p] = np.uint32(b) ^ np.uint32(0x80000000)
+    order = np.arange(n).astype(np.int32)
+    spare = np.empty(n, np.int32)
     bucket = np.zeros(2048, np.int64)
     for shift in (0, 11, 22):
       bucket[:] = 0
-      for i in range(count):
-        bucket[(key[order[i]] >> shift) & 2047] += 1
-      if count == 0 or bucket[(key[order[0]] >> shift) & 2047] == count:
+      for p in range(n):
+        bucket[(key[p] >> shift) & 2047] += 1
+      if bucket[(key[0] >> shift) & 2047] == n:
         continue
       total = 0
       for b in range(2048):
-        n = bucket[b]
+        count = bucket[b]
         bucket[b] = total
-        total += n
-      for i in range(count):
-        e = order[i]
-        b = (key[e] >> shift) & 2047
-        spare[bucket[b]] = e
+        total += count
+      for i in range(n):
+        p = order[i]
+        b = (key[p] >> shift) & 2047
+        spare[bucket[b]] = p
         bucket[b] += 1
       order, spare = spare, order
+    dense = np.empty(n, np.int32)
+    distinct = 0
+    for i in range(n):
+      if i > 0 and key[order[i]] != key[order[i - 1]]:
+        distinct += 1
+      dense[order[i]] = distinct
+    return dense, distinct + 1, order
+
+  @jit
+  def cell_keys(cells, dense, num_values, dual, nodes):
+    """Per cell (a row of pixel ids) the dense rank of its value, the max of
+    its pixels' (reversed for `dual`, where the order is decreasing), and its
+    first pixel attaining it. Rows starting with -1: no edge (key -1), or
+    among `nodes` the dual's outer node (key 0, the oldest)."""
+    num_cells, width = cells.shape
+    key = np.empty(num_cells, np.int32)
+    voxel = np.empty(num_cells, np.int32)
+    for i in range(num_cells):
+      first = cells[i, 0]
+      if first < 0:
+        key[i] = 0 if nodes else -1
+        voxel[i] = -1
+        continue
+      best, at = dense[first], first
+      for j in range(1, width):
+        r = dense[cells[i, j]]
+        if r > best:
+          best, at = r, cells[i, j]
+      key[i] = num_values - best if dual else best
+      voxel[i] = at
+    return key, voxel
+
+  @jit
+  def counting_order(key, num_keys):
+    """The indices with `key >= 0`, stably sorted by key."""
+    bucket = np.zeros(num_keys + 1, np.int32)
+    for i in range(key.size):
+      if key[i] >= 0:
+        bucket[key[i] + 1] += 1
+    for k in range(num_keys):
+      bucket[k + 1] += bucket[k]
+    order = np.empty(bucket[num_keys], np.int32)
+    for i in range(key.size):
+      k = key[i]
+      if k >= 0:
+        order[bucket[k]] = i
+        bucket[k] += 1
     return order
 
   @jit
-  def birth_ranks(node_value, tie_order):
-    """Rank of each node by (value, tie) (0: oldest) and the inverse map;
-    `tie_order` lists the nodes by increasing tie."""
-    key = sortable(node_value)[tie_order]
-    keep = np.ones(key.size, np.bool_)
-    by_age = tie_order[stable_order(key, keep)]
-    rank = np.empty(by_age.size, np.int32)
-    for r in range(by_age.size):
-      rank[by_age[r]] = r
-    return rank, by_age
+  def elder_passes(order, uv, ranks, by_age, young):
+    """The elder rule along `order` under each births `ranks[j]` (0: oldest):
+    `young[j, e]` the node dying at edge `e` (left untouched where none dies).
 
-  @jit
-  def elder_passes(order, u, v, ranks, by_age, young):
-    """The elder rule along `order` under each births `ranks[j]`: `young[j, e]`
-    the node dying at edge `e` (left untouched where none dies).
-
-    The union-find is shared: which edges merge does not depend on births,
-    only which node dies; each births keeps its own oldest rank per root."""
+    The union-find is shared (which edges merge does not depend on births,
+    only which node dies); roots hold minus their size and, per births, the
+    oldest rank of their component."""
     num_births, num_nodes = ranks.shape
-    parent = np.arange(num_nodes, dtype=np.int32)
-    size = np.ones(num_nodes, np.int32)
-    oldest = ranks.copy()
+    parent = np.full(num_nodes, -1, np.int32)
+    oldest = np.ascontiguousarray(ranks.T)
     for i in range(order.size):
       e = order[i]
-      a = u[e]
-      while parent[a] != a:
-        parent[a] = parent[parent[a]]
-        a = parent[a]
-      b = v[e]
-      while parent[b] != b:
-        parent[b] = parent[parent[b]]
-        b = parent[b]
+      a, b = uv[e, 0], uv[e, 1]
+      while parent[a] >= 0:
+        up = parent[a]
+        if parent[up] < 0:
+          a = up
+          break
+        parent[a] = parent[up]
+        a = parent[up]
+      while parent[b] >= 0:
+        up = parent[b]
+        if parent[up] < 0:
+          b = up
+          break
+        parent[b] = parent[up]
+        b = parent[up]
       if a == b:
         continue
-      if size[a] < size[b]:
+      if parent[a] > parent[b]:  # b is the larger
         a, b = b, a
+      parent[a] += parent[b]
       parent[b] = a
-      size[a] += size[b]
       for j in range(num_births):
-        older, younger = oldest[j, a], oldest[j, b]
+        older, younger = oldest[a, j], oldest[b, j]
         if younger < older:
           older, younger = younger, older
-        oldest[j, a] = older
+        oldest[a, j] = older
         young[j, e] = by_age[j, younger]
 
   @jit
-  def own_pairs(young, edge_value, node_value, edge_voxel, node_voxel, dual, birth, death,
-                slot):
+  def own_pairs(young, edge_key, node_key, edge_voxel, node_voxel, dual, birth, death, slot):
     """Pairs of positive persistence in edge order: `slot[e]` each genuine
-    edge's slot (else -1), birth/death pixels filled; returns the count."""
+    edge's slot, birth/death pixels filled; returns the count."""
     count = 0
     for e in range(young.size):
       node = young[e]
-      if node < 0 or node_value[node] == edge_value[e]:
+      if node < 0 or node_key[node] == edge_key[e]:
         continue
       slot[e] = count
       if count < birth.size:
@@ -140,40 +178,47 @@ def _kernels():
     return count
 
   @jit
-  def match_dimension(u, v, value, voxel, node_value, node_voxel, tie_order, dual,
+  def match_dimension(images, uv, edge_cells, node_cells, tie_order, dual,
                       in_comparison_order, births, deaths, counts, matches):
-    """One image triple `(x, y, c)` in one dimension (see `_matching`).
-
-    Fills `births`/`deaths`/`matches` `[2, capacity]` and `counts` `[2]` for
-    x and y."""
-    num_edges, num_nodes = value.shape[1], node_value.shape[1]
+    """One image triple `images = (x, y, c)` (flat) in one dimension (see
+    `_matching`): fills `births`/`deaths`/`matches` `[2, capacity]` and
+    `counts` `[2]` for x and y."""
+    num_edges, num_nodes = uv.shape[0], node_cells.shape[0]
+    edge_key = np.empty((3, num_edges), np.int32)
+    edge_voxel = np.empty((3, num_edges), np.int32)
+    node_key = np.empty((3, num_nodes), np.int32)
+    node_voxel = np.empty((3, num_nodes), np.int32)
     ranks = np.empty((3, num_nodes), np.int32)
     by_age = np.empty((3, num_nodes), np.int32)
-    for i in range(3):
-      ranks[i], by_age[i] = birth_ranks(node_value[i], tie_order)
-    real = np.empty(num_edges, np.bool_)
-    for e in range(num_edges):
-      real[e] = u[e] != v[e]
     orders = []
     for i in range(3):
-      orders.append(stable_order(sortable(value[i]), real & (value[i] < np.inf)))
+      dense, num_values, pixels = dense_ranks(images[i])
+      edge_key[i], edge_voxel[i] = cell_keys(edge_cells, dense, num_values, dual, False)
+      node_key[i], node_voxel[i] = cell_keys(node_cells, dense, num_values, dual, True)
+      orders.append(counting_order(edge_key[i], num_values + 1))
+      if dual:
+        by_age[i] = tie_order[counting_order(node_key[i][tie_order], num_values + 1)]
+      else:
+        by_age[i] = pixels  # the pixel order is (value, index), the nodes' order
+      for r in range(num_nodes):
+        ranks[i, by_age[i, r]] = r
     young = np.full((3, num_edges), _NONE, np.int32)  # own births
     cross = np.full((3, num_edges), _NONE, np.int32)  # x, y: in c's order or by c's births
     if in_comparison_order:
       passes = np.full((3, num_edges), _NONE, np.int32)
-      elder_passes(orders[2], u, v, ranks, by_age, passes)
+      elder_passes(orders[2], uv, ranks, by_age, passes)
       young[2], cross[0], cross[1] = passes[2], passes[0], passes[1]
       for i in range(2):
-        elder_passes(orders[i], u, v, ranks[i:i + 1], by_age[i:i + 1], young[i:i + 1])
+        elder_passes(orders[i], uv, ranks[i:i + 1], by_age[i:i + 1], young[i:i + 1])
     else:
-      elder_passes(orders[2], u, v, ranks[2:3], by_age[2:3], young[2:3])
+      elder_passes(orders[2], uv, ranks[2:3], by_age[2:3], young[2:3])
       pair = np.empty((2, num_nodes), np.int32)
       pair_by_age = np.empty((2, num_nodes), np.int32)
       for i in range(2):
         pair[0], pair[1] = ranks[i], ranks[2]
         pair_by_age[0], pair_by_age[1] = by_age[i], by_age[2]
         passes = np.full((2, num_edges), _NONE, np.int32)
-        elder_passes(orders[i], u, v, pair, pair_by_age, passes)
+        elder_passes(orders[i], uv, pair, pair_by_age, passes)
         young[i], cross[i] = passes[0], passes[1]
     slots = np.full((3, num_edges), _NONE, np.int32)
     capacity = births.shape[1]
@@ -181,8 +226,8 @@ def _kernels():
     for i in range(3):
       birth = births[i] if i < 2 else scratch
       death = deaths[i] if i < 2 else scratch
-      count = own_pairs(young[i], value[i], node_value[i], voxel[i], node_voxel[i], dual,
-                        birth, death, slots[i])
+      count = own_pairs(young[i], edge_key[i], node_key[i], edge_voxel[i], node_voxel[i],
+                        dual, birth, death, slots[i])
       if i < 2:
         counts[i] = count
     # Per comparison edge, the x and y slot it is matched through.
@@ -212,7 +257,9 @@ def _kernels():
       if a >= 0 and b >= 0 and a < capacity and b < capacity:
         matches[0, a], matches[1, b] = b, a
 
-  return match_dimension
+  return types.SimpleNamespace(dense_ranks=dense_ranks, cell_keys=cell_keys,
+                               counting_order=counting_order, elder_passes=elder_passes,
+                               own_pairs=own_pairs, match_dimension=match_dimension)
 
 
 @functools.cache
@@ -220,35 +267,34 @@ def _pool():
   return concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1)
 
 
-def match_dimensions(graphs, static, capacities):
+def match_dimensions(images, *, ndim: int, static, capacities):
   """Host side of `_matching`'s CPU engine.
 
   Args:
-    graphs: per dimension `(value, voxel, node_value, node_voxel)`, each
-      `[..., 3, E]` / `[..., 3, W]` (leading batch axes, then x, y, c).
-    static: per dimension `(u, v, tie_order, dual, in_comparison_order)`.
+    images: `[..., 3, *spatial]` float32 with `ndim` spatial axes: the
+      sublevel values of x, y and the comparison image c (leading batch axes).
+    static: per dimension `(graph, dual, in_comparison_order)`, the graph
+      `(uv, edge_cells, node_cells, tie_order)` of `_matching._host_graph`.
     capacities: per dimension the pair slots.
 
   Returns:
     Per dimension `(births, deaths, counts, matches)`: `[..., 2, capacity]`
     int32 pixels (x and y), `[..., 2]` counts, `[..., 2, capacity]` matches.
   """
-  match_dimension = _kernels()
+  match_dimension = _kernels().match_dimension
+  images = np.asarray(images, np.float32)
+  lead = images.shape[:-ndim - 1]
+  flat = np.ascontiguousarray(images.reshape((-1, 3, math.prod(images.shape[-ndim:]))))
   outputs, tasks = [], []
-  for graph, (u, v, tie_order, dual, in_comparison_order), capacity in zip(
-      graphs, static, capacities):
-    value, voxel, node_value, node_voxel = (np.asarray(a) for a in graph)
-    lead = value.shape[:-2]
-    flat = [a.reshape((-1,) + a.shape[-2:]) for a in (value, voxel, node_value, node_voxel)]
-    batch = flat[0].shape[0]
+  for (graph, dual, in_comparison_order), capacity in zip(static, capacities):
+    batch = flat.shape[0]
     births = np.full((batch, 2, capacity), _NONE, np.int32)
     deaths = np.full((batch, 2, capacity), _NONE, np.int32)
     counts = np.zeros((batch, 2), np.int32)
     matches = np.full((batch, 2, capacity), _NONE, np.int32)
-    for b in range(batch):
-      tasks.append(functools.partial(
-          match_dimension, u, v, *(a[b] for a in flat), tie_order, dual,
-          in_comparison_order, births[b], deaths[b], counts[b], matches[b]))
+    tasks += [functools.partial(match_dimension, flat[b], *graph, dual, in_comparison_order,
+                                births[b], deaths[b], counts[b], matches[b])
+              for b in range(batch)]
     outputs.append(tuple(a.reshape(lead + a.shape[1:])
                          for a in (births, deaths, counts, matches)))
   if len(tasks) == 1:
