@@ -512,7 +512,7 @@ def _cells(shape, offsets_of, corners, inside) -> np.ndarray:
 @functools.lru_cache(maxsize=None)
 def _host_graph(shape: tuple[int, ...], dual: bool):
   """`_primal_graph` / `_dual_graph` as static tables for the CPU engine:
-  `(uv [E, 2], edge_cells [E, m], node_cells [W, m'], tie_order)`, edges in
+  `(uv [E, 2], edge_cells [E, m], node_cells [W, m'], squares, tie_order)`, edges in
   the list's order, nodes by local id, cells as pixel ids (-1 rows: no cell;
   the dual's outer node is the last node)."""
   u, v, _, _ = (_dual_ends if dual else _primal_ends)(shape)
@@ -538,7 +538,7 @@ def _host_graph(shape: tuple[int, ...], dual: bool):
         np.full((1, 2 ** ndim), -1, np.int32)])
     tie_order = np.arange(len(node_cells) - 1, -1, -1, dtype=np.int32)  # larger index older
   return (np.ascontiguousarray(np.stack([u, v], axis=1), dtype=np.int32),
-          np.ascontiguousarray(edge_cells), node_cells, tie_order)
+          np.ascontiguousarray(edge_cells), node_cells, _unit_squares(dual, shape), tie_order)
 
 
 def _match_compiled(x, y, c, tasks):

@@ -102,26 +102,59 @@ def _kernels():
     return key, voxel
 
   @jit
-  def counting_order(key, num_keys):
-    """The indices with `key >= 0`, stably sorted by key."""
+  def without_square_closers(key, squares):
+    """`key` with -1 at the edges that close a unit square of the grid last
+    (by (key, index)): their ends are joined by then, so they merge nothing."""
+    kept = key.copy()
+    for q in range(squares.shape[0]):
+      last = squares[q, 0]
+      for j in range(1, 4):
+        e = squares[q, j]
+        if key[e] > key[last] or (key[e] == key[last] and e > last):
+          last = e
+      kept[last] = -1
+    return kept
+
+  @jit
+  def edge_order(key, num_keys, uv):
+    """The edges with `key >= 0` stably sorted by key (a counting sort), and
+    their ends in that order (so that the passes read them in sequence)."""
     bucket = np.zeros(num_keys + 1, np.int32)
-    for i in range(key.size):
-      if key[i] >= 0:
-        bucket[key[i] + 1] += 1
+    for e in range(key.size):
+      if key[e] >= 0:
+        bucket[key[e] + 1] += 1
     for k in range(num_keys):
       bucket[k + 1] += bucket[k]
     order = np.empty(bucket[num_keys], np.int32)
-    for i in range(key.size):
-      k = key[i]
+    ends = np.empty((bucket[num_keys], 2), np.int32)
+    for e in range(key.size):
+      k = key[e]
       if k >= 0:
-        order[bucket[k]] = i
+        i = bucket[k]
+        order[i] = e
+        ends[i, 0], ends[i, 1] = uv[e, 0], uv[e, 1]
         bucket[k] += 1
+    return order, ends
+
+  @jit
+  def node_order(key, num_keys, tie_order):
+    """The nodes stably sorted by (key, tie), `tie_order` listing them by tie."""
+    bucket = np.zeros(num_keys + 1, np.int32)
+    for node in tie_order:
+      bucket[key[node] + 1] += 1
+    for k in range(num_keys):
+      bucket[k + 1] += bucket[k]
+    order = np.empty(tie_order.size, np.int32)
+    for node in tie_order:
+      order[bucket[key[node]]] = node
+      bucket[key[node]] += 1
     return order
 
   @jit
-  def elder_passes(order, uv, ranks, by_age, young):
-    """The elder rule along `order` under each births `ranks[j]` (0: oldest):
-    `young[j, e]` the node dying at edge `e` (left untouched where none dies).
+  def elder_passes(order, ends, ranks, by_age, young):
+    """The elder rule along the edges `order` (ends `ends`) under each births
+    `ranks[j]` (0: oldest): `young[j, e]` the node dying at edge `e` (left
+    untouched where none dies).
 
     The union-find is shared (which edges merge does not depend on births,
     only which node dies); roots hold minus their size and, per births, the
@@ -130,8 +163,7 @@ def _kernels():
     parent = np.full(num_nodes, -1, np.int32)
     oldest = np.ascontiguousarray(ranks.T)
     for i in range(order.size):
-      e = order[i]
-      a, b = uv[e, 0], uv[e, 1]
+      a, b = ends[i, 0], ends[i, 1]
       while parent[a] >= 0:
         up = parent[a]
         if parent[up] < 0:
@@ -152,6 +184,7 @@ def _kernels():
         a, b = b, a
       parent[a] += parent[b]
       parent[b] = a
+      e = order[i]
       for j in range(num_births):
         older, younger = oldest[a, j], oldest[b, j]
         if younger < older:
@@ -178,11 +211,12 @@ def _kernels():
     return count
 
   @jit
-  def match_dimension(images, uv, edge_cells, node_cells, tie_order, dual,
-                      in_comparison_order, births, deaths, counts, matches):
-    """One image triple `images = (x, y, c)` (flat) in one dimension (see
-    `_matching`): fills `births`/`deaths`/`matches` `[2, capacity]` and
-    `counts` `[2]` for x and y."""
+  def match_dimension(pixel_ranks, num_values, pixel_order, uv, edge_cells, node_cells,
+                      squares, tie_order, dual, in_comparison_order, births, deaths, counts,
+                      matches):
+    """One image triple (x, y, c) in one dimension (see `_matching`), from
+    `dense_ranks` of each image: fills `births`/`deaths`/`matches`
+    `[2, capacity]` and `counts` `[2]` for x and y."""
     num_edges, num_nodes = uv.shape[0], node_cells.shape[0]
     edge_key = np.empty((3, num_edges), np.int32)
     edge_voxel = np.empty((3, num_edges), np.int32)
@@ -190,35 +224,39 @@ def _kernels():
     node_voxel = np.empty((3, num_nodes), np.int32)
     ranks = np.empty((3, num_nodes), np.int32)
     by_age = np.empty((3, num_nodes), np.int32)
-    orders = []
+    orders, ends = [], []
     for i in range(3):
-      dense, num_values, pixels = dense_ranks(images[i])
-      edge_key[i], edge_voxel[i] = cell_keys(edge_cells, dense, num_values, dual, False)
-      node_key[i], node_voxel[i] = cell_keys(node_cells, dense, num_values, dual, True)
-      orders.append(counting_order(edge_key[i], num_values + 1))
+      edge_key[i], edge_voxel[i] = cell_keys(edge_cells, pixel_ranks[i], num_values[i], dual,
+                                             False)
+      node_key[i], node_voxel[i] = cell_keys(node_cells, pixel_ranks[i], num_values[i], dual,
+                                             True)
+      order, end = edge_order(without_square_closers(edge_key[i], squares), num_values[i] + 1,
+                              uv)
+      orders.append(order)
+      ends.append(end)
       if dual:
-        by_age[i] = tie_order[counting_order(node_key[i][tie_order], num_values + 1)]
+        by_age[i] = node_order(node_key[i], num_values[i] + 1, tie_order)
       else:
-        by_age[i] = pixels  # the pixel order is (value, index), the nodes' order
+        by_age[i] = pixel_order[i]  # (value, index): the nodes' order
       for r in range(num_nodes):
         ranks[i, by_age[i, r]] = r
     young = np.full((3, num_edges), _NONE, np.int32)  # own births
     cross = np.full((3, num_edges), _NONE, np.int32)  # x, y: in c's order or by c's births
     if in_comparison_order:
       passes = np.full((3, num_edges), _NONE, np.int32)
-      elder_passes(orders[2], uv, ranks, by_age, passes)
+      elder_passes(orders[2], ends[2], ranks, by_age, passes)
       young[2], cross[0], cross[1] = passes[2], passes[0], passes[1]
       for i in range(2):
-        elder_passes(orders[i], uv, ranks[i:i + 1], by_age[i:i + 1], young[i:i + 1])
+        elder_passes(orders[i], ends[i], ranks[i:i + 1], by_age[i:i + 1], young[i:i + 1])
     else:
-      elder_passes(orders[2], uv, ranks[2:3], by_age[2:3], young[2:3])
+      elder_passes(orders[2], ends[2], ranks[2:3], by_age[2:3], young[2:3])
       pair = np.empty((2, num_nodes), np.int32)
       pair_by_age = np.empty((2, num_nodes), np.int32)
       for i in range(2):
         pair[0], pair[1] = ranks[i], ranks[2]
         pair_by_age[0], pair_by_age[1] = by_age[i], by_age[2]
         passes = np.full((2, num_edges), _NONE, np.int32)
-        elder_passes(orders[i], uv, pair, pair_by_age, passes)
+        elder_passes(orders[i], ends[i], pair, pair_by_age, passes)
         young[i], cross[i] = passes[0], passes[1]
     slots = np.full((3, num_edges), _NONE, np.int32)
     capacity = births.shape[1]
@@ -257,9 +295,19 @@ def _kernels():
       if a >= 0 and b >= 0 and a < capacity and b < capacity:
         matches[0, a], matches[1, b] = b, a
 
+  @jit
+  def image_ranks(images, pixel_ranks, pixel_order):
+    """`dense_ranks` of each image of `images [k, n]`; returns the counts."""
+    num_values = np.empty(images.shape[0], np.int32)
+    for i in range(images.shape[0]):
+      pixel_ranks[i], num_values[i], pixel_order[i] = dense_ranks(images[i])
+    return num_values
+
   return types.SimpleNamespace(dense_ranks=dense_ranks, cell_keys=cell_keys,
-                               counting_order=counting_order, elder_passes=elder_passes,
-                               own_pairs=own_pairs, match_dimension=match_dimension)
+                               without_square_closers=without_square_closers, edge_order=edge_order,
+                               node_order=node_order, elder_passes=elder_passes,
+                               own_pairs=own_pairs, image_ranks=image_ranks,
+                               match_dimension=match_dimension)
 
 
 @functools.cache
@@ -274,32 +322,48 @@ def match_dimensions(images, *, ndim: int, static, capacities):
     images: `[..., 3, *spatial]` float32 with `ndim` spatial axes: the
       sublevel values of x, y and the comparison image c (leading batch axes).
     static: per dimension `(graph, dual, in_comparison_order)`, the graph
-      `(uv, edge_cells, node_cells, tie_order)` of `_matching._host_graph`.
+      `_matching._host_graph(shape, dual)`.
     capacities: per dimension the pair slots.
 
   Returns:
     Per dimension `(births, deaths, counts, matches)`: `[..., 2, capacity]`
     int32 pixels (x and y), `[..., 2]` counts, `[..., 2, capacity]` matches.
   """
-  match_dimension = _kernels().match_dimension
+  kernels = _kernels()
   images = np.asarray(images, np.float32)
   lead = images.shape[:-ndim - 1]
   flat = np.ascontiguousarray(images.reshape((-1, 3, math.prod(images.shape[-ndim:]))))
+  batch, num_pixels = flat.shape[0], flat.shape[2]
+  # The pixel sort of each image serves every dimension.
+  pixel_ranks = np.empty((batch, 3, num_pixels), np.int32)
+  pixel_order = np.empty((batch, 3, num_pixels), np.int32)
+  num_values = np.empty((batch, 3), np.int32)
+
+  def rank(b, i):
+    num_values[b, i:i + 1] = kernels.image_ranks(flat[b, i:i + 1], pixel_ranks[b, i:i + 1],
+                                                 pixel_order[b, i:i + 1])
+
+  _run([functools.partial(rank, b, i) for b in range(batch) for i in range(3)])
   outputs, tasks = [], []
   for (graph, dual, in_comparison_order), capacity in zip(static, capacities):
-    batch = flat.shape[0]
     births = np.full((batch, 2, capacity), _NONE, np.int32)
     deaths = np.full((batch, 2, capacity), _NONE, np.int32)
     counts = np.zeros((batch, 2), np.int32)
     matches = np.full((batch, 2, capacity), _NONE, np.int32)
-    tasks += [functools.partial(match_dimension, flat[b], *graph, dual, in_comparison_order,
-                                births[b], deaths[b], counts[b], matches[b])
+    tasks += [functools.partial(kernels.match_dimension, pixel_ranks[b], num_values[b],
+                                pixel_order[b], *graph, dual, in_comparison_order, births[b],
+                                deaths[b], counts[b], matches[b])
               for b in range(batch)]
     outputs.append(tuple(a.reshape(lead + a.shape[1:])
                          for a in (births, deaths, counts, matches)))
+  _run(tasks)
+  return outputs
+
+
+def _run(tasks):
+  """Run the (GIL-releasing) `tasks` on the CPU's cores."""
   if len(tasks) == 1:
     tasks[0]()
   else:
     for future in [_pool().submit(task) for task in tasks]:
       future.result()
-  return outputs
