@@ -78,77 +78,85 @@ def _kernels():
     return dense, distinct + 1, order
 
   @jit
-  def cell_keys(cells, dense, num_values, dual, nodes):
-    """Per cell (a row of pixel ids) the dense rank of its value, the max of
-    its pixels' (reversed for `dual`, where the order is decreasing), and its
-    first pixel attaining it. Rows starting with -1: no edge (key -1), or
-    among `nodes` the dual's outer node (key 0, the oldest)."""
-    num_cells, width = cells.shape
-    key = np.empty(num_cells, np.int32)
-    voxel = np.empty(num_cells, np.int32)
-    for i in range(num_cells):
-      first = cells[i, 0]
-      if first < 0:
-        key[i] = 0 if nodes else -1
-        voxel[i] = -1
-        continue
-      best, at = dense[first], first
-      for j in range(1, width):
-        r = dense[cells[i, j]]
-        if r > best:
-          best, at = r, cells[i, j]
-      key[i] = num_values - best if dual else best
-      voxel[i] = at
-    return key, voxel
+  def cell_value(cells, i, pixel_ranks, num_values, dual):
+    """The dense rank of cell `i`'s value: the max of its pixels' (reversed
+    for `dual`, whose order is decreasing)."""
+    best = pixel_ranks[cells[i, 0]]
+    for j in range(1, cells.shape[1]):
+      best = max(best, pixel_ranks[cells[i, j]])
+    return num_values - best if dual else best
 
   @jit
-  def without_square_closers(key, squares):
-    """`key` with -1 at the edges that close a unit square of the grid last
-    (by (key, index)): their ends are joined by then, so they merge nothing."""
-    kept = key.copy()
+  def cell_voxel(cells, i, pixel_ranks):
+    """The first pixel of cell `i` carrying its value (-1: the outer node)."""
+    at = cells[i, 0]
+    if at < 0:
+      return -1
+    for j in range(1, cells.shape[1]):
+      if pixel_ranks[cells[i, j]] > pixel_ranks[at]:
+        at = cells[i, j]
+    return at
+
+  @jit
+  def sorted_edges(cells, uv, squares, pixel_ranks, num_values, dual):
+    """Edge keys (value ranks, -1: no edge) and the edges that can merge,
+    stably sorted by key with their ends (read in sequence by the passes).
+
+    An edge that closes a unit square of the grid last (by (key, index))
+    merges nothing: its ends are joined by then. A counting sort."""
+    num_edges = cells.shape[0]
+    key = np.empty(num_edges, np.int32)
+    bucket = np.zeros(num_values + 2, np.int32)
+    for e in range(num_edges):
+      if cells[e, 0] < 0:
+        key[e] = -1
+      else:
+        key[e] = cell_value(cells, e, pixel_ranks, num_values, dual)
+        bucket[key[e] + 1] += 1
+    closes = np.zeros(num_edges, np.bool_)
     for q in range(squares.shape[0]):
       last = squares[q, 0]
       for j in range(1, 4):
         e = squares[q, j]
         if key[e] > key[last] or (key[e] == key[last] and e > last):
           last = e
-      kept[last] = -1
-    return kept
-
-  @jit
-  def edge_order(key, num_keys, uv):
-    """The edges with `key >= 0` stably sorted by key (a counting sort), and
-    their ends in that order (so that the passes read them in sequence)."""
-    bucket = np.zeros(num_keys + 1, np.int32)
-    for e in range(key.size):
-      if key[e] >= 0:
-        bucket[key[e] + 1] += 1
-    for k in range(num_keys):
+      if not closes[last]:
+        closes[last] = True
+        bucket[key[last] + 1] -= 1
+    for k in range(num_values + 1):
       bucket[k + 1] += bucket[k]
-    order = np.empty(bucket[num_keys], np.int32)
-    ends = np.empty((bucket[num_keys], 2), np.int32)
-    for e in range(key.size):
+    order = np.empty(bucket[num_values + 1], np.int32)
+    ends = np.empty((order.size, 2), np.int32)
+    for e in range(num_edges):
       k = key[e]
-      if k >= 0:
+      if k >= 0 and not closes[e]:
         i = bucket[k]
         order[i] = e
         ends[i, 0], ends[i, 1] = uv[e, 0], uv[e, 1]
         bucket[k] += 1
-    return order, ends
+    return key, order, ends
 
   @jit
-  def node_order(key, num_keys, tie_order):
-    """The nodes stably sorted by (key, tie), `tie_order` listing them by tie."""
-    bucket = np.zeros(num_keys + 1, np.int32)
-    for node in tie_order:
-      bucket[key[node] + 1] += 1
-    for k in range(num_keys):
-      bucket[k + 1] += bucket[k]
-    order = np.empty(tie_order.size, np.int32)
-    for node in tie_order:
-      order[bucket[key[node]]] = node
-      bucket[key[node]] += 1
-    return order
+  def node_ages(cells, pixel_ranks, num_values, pixel_order, tie_order, dual, key, by_age,
+                rank):
+    """Fills the nodes' value ranks `key`, the nodes by (value, tie)
+    `by_age` and each node's place in it `rank` (0: oldest)."""
+    if not dual:  # nodes are pixels, tie = index: the pixel order
+      key[:] = pixel_ranks
+      by_age[:] = pixel_order
+    else:
+      bucket = np.zeros(num_values + 2, np.int32)
+      for node in range(cells.shape[0]):
+        key[node] = 0 if cells[node, 0] < 0 else cell_value(cells, node, pixel_ranks,
+                                                            num_values, True)
+        bucket[key[node] + 1] += 1
+      for k in range(num_values + 1):
+        bucket[k + 1] += bucket[k]
+      for node in tie_order:
+        by_age[bucket[key[node]]] = node
+        bucket[key[node]] += 1
+    for r in range(by_age.size):
+      rank[by_age[r]] = r
 
   @jit
   def elder_passes(order, ends, ranks, by_age, young):
@@ -193,22 +201,23 @@ def _kernels():
         young[j, e] = by_age[j, younger]
 
   @jit
-  def own_pairs(young, edge_key, node_key, edge_voxel, node_voxel, dual, birth, death, slot):
-    """Pairs of positive persistence in edge order: `slot[e]` each genuine
-    edge's slot, birth/death pixels filled; returns the count."""
-    count = 0
+  def own_pairs(young, edge_key, node_key, edge_cells, node_cells, pixel_ranks, dual, birth,
+                death):
+    """The pairs of positive persistence, in edge order: their edges, with
+    birth/death pixels filled (up to capacity)."""
+    genuine = []
     for e in range(young.size):
       node = young[e]
       if node < 0 or node_key[node] == edge_key[e]:
         continue
-      slot[e] = count
-      if count < birth.size:
-        if dual:
-          birth[count], death[count] = edge_voxel[e], node_voxel[node]
-        else:
-          birth[count], death[count] = node_voxel[node], edge_voxel[e]
-      count += 1
-    return count
+      slot = len(genuine)
+      genuine.append(e)
+      if slot < birth.size:
+        edge_voxel = cell_voxel(edge_cells, e, pixel_ranks)
+        node_voxel = cell_voxel(node_cells, node, pixel_ranks)
+        birth[slot] = edge_voxel if dual else node_voxel
+        death[slot] = node_voxel if dual else edge_voxel
+    return np.array(genuine, np.int32)
 
   @jit
   def match_dimension(pixel_ranks, num_values, pixel_order, uv, edge_cells, node_cells,
@@ -219,79 +228,65 @@ def _kernels():
     `[2, capacity]` and `counts` `[2]` for x and y."""
     num_edges, num_nodes = uv.shape[0], node_cells.shape[0]
     edge_key = np.empty((3, num_edges), np.int32)
-    edge_voxel = np.empty((3, num_edges), np.int32)
     node_key = np.empty((3, num_nodes), np.int32)
-    node_voxel = np.empty((3, num_nodes), np.int32)
-    ranks = np.empty((3, num_nodes), np.int32)
     by_age = np.empty((3, num_nodes), np.int32)
+    rank = np.empty((3, num_nodes), np.int32)
     orders, ends = [], []
     for i in range(3):
-      edge_key[i], edge_voxel[i] = cell_keys(edge_cells, pixel_ranks[i], num_values[i], dual,
-                                             False)
-      node_key[i], node_voxel[i] = cell_keys(node_cells, pixel_ranks[i], num_values[i], dual,
-                                             True)
-      order, end = edge_order(without_square_closers(edge_key[i], squares), num_values[i] + 1,
-                              uv)
+      edge_key[i], order, end = sorted_edges(edge_cells, uv, squares, pixel_ranks[i],
+                                             num_values[i], dual)
       orders.append(order)
       ends.append(end)
-      if dual:
-        by_age[i] = node_order(node_key[i], num_values[i] + 1, tie_order)
-      else:
-        by_age[i] = pixel_order[i]  # (value, index): the nodes' order
-      for r in range(num_nodes):
-        ranks[i, by_age[i, r]] = r
-    young = np.full((3, num_edges), _NONE, np.int32)  # own births
-    cross = np.full((3, num_edges), _NONE, np.int32)  # x, y: in c's order or by c's births
-    if in_comparison_order:
-      passes = np.full((3, num_edges), _NONE, np.int32)
-      elder_passes(orders[2], ends[2], ranks, by_age, passes)
-      young[2], cross[0], cross[1] = passes[2], passes[0], passes[1]
-      for i in range(2):
-        elder_passes(orders[i], ends[i], ranks[i:i + 1], by_age[i:i + 1], young[i:i + 1])
-    else:
-      elder_passes(orders[2], ends[2], ranks[2:3], by_age[2:3], young[2:3])
-      pair = np.empty((2, num_nodes), np.int32)
-      pair_by_age = np.empty((2, num_nodes), np.int32)
-      for i in range(2):
-        pair[0], pair[1] = ranks[i], ranks[2]
-        pair_by_age[0], pair_by_age[1] = by_age[i], by_age[2]
-        passes = np.full((2, num_edges), _NONE, np.int32)
-        elder_passes(orders[i], ends[i], pair, pair_by_age, passes)
-        young[i], cross[i] = passes[0], passes[1]
-    slots = np.full((3, num_edges), _NONE, np.int32)
-    capacity = births.shape[1]
-    scratch = np.empty(capacity, np.int32)
+      node_ages(node_cells, pixel_ranks[i], num_values[i], pixel_order[i], tie_order, dual,
+                node_key[i], by_age[i], rank[i])
+    # Rows of `died` (the node dying at each edge): the images' own passes
+    # and x's and y's cross passes, laid out so that each order's passes are
+    # consecutive rows. A pass: (its order's image, first row, births...).
+    if in_comparison_order:  # c's order with c's, x's and y's births
+      own, cross = (0, 1, 2), (3, 4)
+      passes = np.array([[2, 2, 2, 0, 1], [0, 0, 0, -1, -1], [1, 1, 1, -1, -1]])
+    else:  # each input's order with its own and c's births
+      own, cross = (0, 2, 4), (1, 3)
+      passes = np.array([[0, 0, 0, 2, -1], [1, 2, 1, 2, -1], [2, 4, 2, -1, -1]])
+    died = np.full((5, num_edges), _NONE, np.int32)
+    for p in range(3):
+      image, row, births_of = passes[p, 0], passes[p, 1], passes[p, 2:]
+      count = np.sum(births_of >= 0)
+      stack = np.empty((count, num_nodes), np.int32)
+      stack_by_age = np.empty((count, num_nodes), np.int32)
+      for j in range(count):
+        stack[j], stack_by_age[j] = rank[births_of[j]], by_age[births_of[j]]
+      elder_passes(orders[image], ends[image], stack, stack_by_age, died[row:row + count])
+    genuine = []
+    scratch = np.empty(births.shape[1], np.int32)
     for i in range(3):
-      birth = births[i] if i < 2 else scratch
-      death = deaths[i] if i < 2 else scratch
-      count = own_pairs(young[i], edge_key[i], node_key[i], edge_voxel[i], node_voxel[i],
-                        dual, birth, death, slots[i])
+      pairs = own_pairs(died[own[i]], edge_key[i], node_key[i], edge_cells, node_cells,
+                        pixel_ranks[i], dual, births[i] if i < 2 else scratch,
+                        deaths[i] if i < 2 else scratch)
+      genuine.append(pairs)
       if i < 2:
-        counts[i] = count
-    # Per comparison edge, the x and y slot it is matched through.
-    through = np.full((2, num_edges), _NONE, np.int32)
+        counts[i] = pairs.size
+    # Per comparison pair, the x and y slot it is matched through.
+    through = np.full((2, genuine[2].size), _NONE, np.int32)
     table = np.empty(num_nodes, np.int32)
     for i in range(2):
       table[:] = _NONE
       if in_comparison_order:
         # In c's order, the component dying at a c pair by i's births is the
         # birth of i's matched pair.
-        for e in range(num_edges):
-          if slots[i, e] >= 0:
-            table[young[i, e]] = slots[i, e]
-        for e in range(num_edges):
-          if slots[2, e] >= 0:
-            through[i, e] = table[cross[i, e]]
+        for slot, e in enumerate(genuine[i]):
+          table[died[own[i], e]] = slot
+        for s, e in enumerate(genuine[2]):
+          through[i, s] = table[died[cross[i], e]]
       else:
         # In i's order, its pairs name the c component dying with them.
-        for e in range(num_edges):
-          if slots[i, e] >= 0:
-            table[cross[i, e]] = slots[i, e]
-        for e in range(num_edges):
-          if slots[2, e] >= 0:
-            through[i, e] = table[young[2, e]]
-    for e in range(num_edges):
-      a, b = through[0, e], through[1, e]
+        for slot, e in enumerate(genuine[i]):
+          table[died[cross[i], e]] = slot
+        for s, e in enumerate(genuine[2]):
+          through[i, s] = table[died[own[2], e]]
+    capacity = births.shape[1]
+    for s in range(genuine[2].size):
+      a, b = through[0, s], through[1, s]
       if a >= 0 and b >= 0 and a < capacity and b < capacity:
         matches[0, a], matches[1, b] = b, a
 
@@ -303,9 +298,8 @@ def _kernels():
       pixel_ranks[i], num_values[i], pixel_order[i] = dense_ranks(images[i])
     return num_values
 
-  return types.SimpleNamespace(dense_ranks=dense_ranks, cell_keys=cell_keys,
-                               without_square_closers=without_square_closers, edge_order=edge_order,
-                               node_order=node_order, elder_passes=elder_passes,
+  return types.SimpleNamespace(dense_ranks=dense_ranks, sorted_edges=sorted_edges,
+                               node_ages=node_ages, elder_passes=elder_passes,
                                own_pairs=own_pairs, image_ranks=image_ranks,
                                match_dimension=match_dimension)
 
