@@ -99,8 +99,8 @@ def _kernels():
 
   @jit
   def sorted_edges(cells, uv, squares, pixel_ranks, num_values, dual):
-    """Edge keys (value ranks, -1: no edge) and the edges that can merge,
-    stably sorted by key with their ends (read in sequence by the passes).
+    """The edges that can merge, stably sorted by their value ranks: their
+    ids, ends and ranks in that order (read in sequence by the passes).
 
     An edge that closes a unit square of the grid last (by (key, index))
     merges nothing: its ends are joined by then. A counting sort."""
@@ -127,14 +127,15 @@ def _kernels():
       bucket[k + 1] += bucket[k]
     order = np.empty(bucket[num_values + 1], np.int32)
     ends = np.empty((order.size, 2), np.int32)
+    sorted_key = np.empty(order.size, np.int32)
     for e in range(num_edges):
       k = key[e]
       if k >= 0 and not closes[e]:
         i = bucket[k]
-        order[i] = e
+        order[i], sorted_key[i] = e, k
         ends[i, 0], ends[i, 1] = uv[e, 0], uv[e, 1]
         bucket[k] += 1
-    return key, order, ends
+    return order, ends, sorted_key
 
   @jit
   def node_ages(cells, pixel_ranks, num_values, pixel_order, tie_order, dual, key, by_age,
@@ -159,10 +160,10 @@ def _kernels():
       rank[by_age[r]] = r
 
   @jit
-  def elder_passes(order, ends, ranks, by_age, young):
-    """The elder rule along the edges `order` (ends `ends`) under each births
-    `ranks[j]` (0: oldest): `young[j, e]` the node dying at edge `e` (left
-    untouched where none dies).
+  def elder_passes(ends, ranks, by_age, young):
+    """The elder rule along the sorted edges `ends` under each births
+    `ranks[j]` (0: oldest): `young[j, i]` the node dying at the i-th edge, -1
+    where none does.
 
     The union-find is shared (which edges merge does not depend on births,
     only which node dies); roots hold minus their size and, per births, the
@@ -170,7 +171,7 @@ def _kernels():
     num_births, num_nodes = ranks.shape
     parent = np.full(num_nodes, -1, np.int32)
     oldest = np.ascontiguousarray(ranks.T)
-    for i in range(order.size):
+    for i in range(ends.shape[0]):
       a, b = ends[i, 0], ends[i, 1]
       while parent[a] >= 0:
         up = parent[a]
@@ -187,37 +188,40 @@ def _kernels():
         parent[b] = parent[up]
         b = parent[up]
       if a == b:
+        for j in range(num_births):
+          young[j, i] = _NONE
         continue
       if parent[a] > parent[b]:  # b is the larger
         a, b = b, a
       parent[a] += parent[b]
       parent[b] = a
-      e = order[i]
       for j in range(num_births):
         older, younger = oldest[a, j], oldest[b, j]
         if younger < older:
           older, younger = younger, older
         oldest[a, j] = older
-        young[j, e] = by_age[j, younger]
+        young[j, i] = by_age[j, younger]
 
   @jit
-  def own_pairs(young, edge_key, node_key, edge_cells, node_cells, pixel_ranks, dual, birth,
-                death):
-    """The pairs of positive persistence, in edge order: their edges, with
+  def own_pairs(order, sorted_key, young, node_key, edge_cells, node_cells, pixel_ranks, dual,
+                birth, death):
+    """The pairs of positive persistence of one order's own pass `young`:
+    their positions in the order, sorted by edge id (the slot order), with
     birth/death pixels filled (up to capacity)."""
-    genuine = []
-    for e in range(young.size):
-      node = young[e]
-      if node < 0 or node_key[node] == edge_key[e]:
-        continue
-      slot = len(genuine)
-      genuine.append(e)
-      if slot < birth.size:
-        edge_voxel = cell_voxel(edge_cells, e, pixel_ranks)
-        node_voxel = cell_voxel(node_cells, node, pixel_ranks)
-        birth[slot] = edge_voxel if dual else node_voxel
-        death[slot] = node_voxel if dual else edge_voxel
-    return np.array(genuine, np.int32)
+    at = []
+    for i in range(young.size):
+      node = young[i]
+      if node >= 0 and node_key[node] != sorted_key[i]:
+        at.append(i)
+    at = np.array(at, np.int32)
+    at = at[np.argsort(order[at], kind="mergesort")]
+    for slot in range(min(at.size, birth.size)):
+      e, node = order[at[slot]], young[at[slot]]
+      edge_voxel = cell_voxel(edge_cells, e, pixel_ranks)
+      node_voxel = cell_voxel(node_cells, node, pixel_ranks)
+      birth[slot] = edge_voxel if dual else node_voxel
+      death[slot] = node_voxel if dual else edge_voxel
+    return at
 
   @jit
   def match_dimension(pixel_ranks, num_values, pixel_order, uv, edge_cells, node_cells,
@@ -226,46 +230,44 @@ def _kernels():
     """One image triple (x, y, c) in one dimension (see `_matching`), from
     `dense_ranks` of each image: fills `births`/`deaths`/`matches`
     `[2, capacity]` and `counts` `[2]` for x and y."""
-    num_edges, num_nodes = uv.shape[0], node_cells.shape[0]
-    edge_key = np.empty((3, num_edges), np.int32)
+    num_nodes = node_cells.shape[0]
     node_key = np.empty((3, num_nodes), np.int32)
     by_age = np.empty((3, num_nodes), np.int32)
     rank = np.empty((3, num_nodes), np.int32)
-    orders, ends = [], []
+    orders, ends, keys = [], [], []
     for i in range(3):
-      edge_key[i], order, end = sorted_edges(edge_cells, uv, squares, pixel_ranks[i],
-                                             num_values[i], dual)
+      order, end, key = sorted_edges(edge_cells, uv, squares, pixel_ranks[i], num_values[i],
+                                     dual)
       orders.append(order)
       ends.append(end)
+      keys.append(key)
       node_ages(node_cells, pixel_ranks[i], num_values[i], pixel_order[i], tie_order, dual,
                 node_key[i], by_age[i], rank[i])
-    # Rows of `died` (the node dying at each edge): the images' own passes
-    # and x's and y's cross passes, laid out so that each order's passes are
-    # consecutive rows. A pass: (its order's image, first row, births...).
-    if in_comparison_order:  # c's order with c's, x's and y's births
-      own, cross = (0, 1, 2), (3, 4)
-      passes = np.array([[2, 2, 2, 0, 1], [0, 0, 0, -1, -1], [1, 1, 1, -1, -1]])
-    else:  # each input's order with its own and c's births
-      own, cross = (0, 2, 4), (1, 3)
-      passes = np.array([[0, 0, 0, 2, -1], [1, 2, 1, 2, -1], [2, 4, 2, -1, -1]])
-    died = np.full((5, num_edges), _NONE, np.int32)
-    for p in range(3):
-      image, row, births_of = passes[p, 0], passes[p, 1], passes[p, 2:]
-      count = np.sum(births_of >= 0)
+    # Per image i, the passes along its order: row 0 its own births, then
+    # (comparison order) x's and y's for c, or (input orders) c's for x, y.
+    if in_comparison_order:
+      births_of = np.array([[0, -1, -1], [1, -1, -1], [2, 0, 1]])
+    else:
+      births_of = np.array([[0, 2, -1], [1, 2, -1], [2, -1, -1]])
+    young = []
+    for i in range(3):
+      count = np.sum(births_of[i] >= 0)
       stack = np.empty((count, num_nodes), np.int32)
       stack_by_age = np.empty((count, num_nodes), np.int32)
       for j in range(count):
-        stack[j], stack_by_age[j] = rank[births_of[j]], by_age[births_of[j]]
-      elder_passes(orders[image], ends[image], stack, stack_by_age, died[row:row + count])
-    genuine = []
+        stack[j], stack_by_age[j] = rank[births_of[i, j]], by_age[births_of[i, j]]
+      passes = np.empty((count, orders[i].size), np.int32)
+      elder_passes(ends[i], stack, stack_by_age, passes)
+      young.append(passes)
     scratch = np.empty(births.shape[1], np.int32)
+    genuine = []
     for i in range(3):
-      pairs = own_pairs(died[own[i]], edge_key[i], node_key[i], edge_cells, node_cells,
-                        pixel_ranks[i], dual, births[i] if i < 2 else scratch,
-                        deaths[i] if i < 2 else scratch)
-      genuine.append(pairs)
+      at = own_pairs(orders[i], keys[i], young[i][0], node_key[i], edge_cells, node_cells,
+                     pixel_ranks[i], dual, births[i] if i < 2 else scratch,
+                     deaths[i] if i < 2 else scratch)
+      genuine.append(at)
       if i < 2:
-        counts[i] = pairs.size
+        counts[i] = at.size
     # Per comparison pair, the x and y slot it is matched through.
     through = np.full((2, genuine[2].size), _NONE, np.int32)
     table = np.empty(num_nodes, np.int32)
@@ -274,16 +276,16 @@ def _kernels():
       if in_comparison_order:
         # In c's order, the component dying at a c pair by i's births is the
         # birth of i's matched pair.
-        for slot, e in enumerate(genuine[i]):
-          table[died[own[i], e]] = slot
-        for s, e in enumerate(genuine[2]):
-          through[i, s] = table[died[cross[i], e]]
+        for slot, at in enumerate(genuine[i]):
+          table[young[i][0, at]] = slot
+        for s, at in enumerate(genuine[2]):
+          through[i, s] = table[young[2][1 + i, at]]
       else:
         # In i's order, its pairs name the c component dying with them.
-        for slot, e in enumerate(genuine[i]):
-          table[died[cross[i], e]] = slot
-        for s, e in enumerate(genuine[2]):
-          through[i, s] = table[died[own[2], e]]
+        for slot, at in enumerate(genuine[i]):
+          table[young[i][1, at]] = slot
+        for s, at in enumerate(genuine[2]):
+          through[i, s] = table[young[2][0, at]]
     capacity = births.shape[1]
     for s in range(genuine[2].size):
       a, b = through[0, s], through[1, s]
