@@ -48,7 +48,6 @@ from topojax._src import numerics
 from topojax.ph import _grid
 from topojax.ph import _h0
 from topojax.ph import _matching_dim1
-from topojax.ph import _matching_host
 from topojax.ph._cubical import _capacities, _essential_block, _finite_block
 from topojax.ph._diagram import Diagram, concatenate
 
@@ -551,8 +550,12 @@ def _match_compiled(x, y, c, tasks):
     static.append((_host_graph(shape, dual), dual, in_comparison_order))
     slots = jax.ShapeDtypeStruct((batch, 2, capacity), jnp.int32)
     result.append((slots, slots, jax.ShapeDtypeStruct((batch, 2), jnp.int32), slots))
-  host = functools.partial(_matching_host.match_dimensions, ndim=len(shape), static=static,
-                           capacities=[task[3] for task in tasks])
+
+  def host(images):  # numba is imported (and the kernels loaded) on first use
+    from topojax.ph import _matching_host  # pylint: disable=import-outside-toplevel
+    return _matching_host.match_dimensions(images, ndim=len(shape), static=static,
+                                           capacities=[task[3] for task in tasks])
+
   outputs = jax.pure_callback(host, result, jnp.stack([x, y, c], axis=1),
                               vmap_method="broadcast_all")
   return [(births[:, 0], deaths[:, 0], counts[:, 0], births[:, 1], deaths[:, 1], counts[:, 1],
