@@ -1,8 +1,11 @@
-"""Betti matching on the device against a NumPy replica of Betti-Matching-3D.
+"""Betti matching against a NumPy replica of Betti-Matching-3D.
 
 The replica (`tests/bm_reference.py`) runs the C++'s union-finds one edge at a
 time; here every case of a batch is one image pair, so that one compilation
-checks many pairs (random, tied, binary, identical, constant).
+checks many pairs (random, tied, binary, identical, constant). Both engines
+are checked against it: XLA's parallel rounds ("device", what GPUs and TPUs
+run) and the compiled union-find ("cpu", what "auto" picks on the CPU), and
+against each other on many more inputs.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import pytest
 
 import bm_reference
 from topojax.ph import betti_matching
+
+ENGINES = ("device", "cpu")
 
 
 def _pairs_and_matches(m, i, dim):
@@ -55,10 +60,11 @@ def _cases(shape, seed):
   return [np.stack(x).astype(np.float32) for x in zip(*cases)]
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("comparison", ["union", "intersection"])
-def test_2d_matching_equals_betti_matching_3d(comparison):
+def test_2d_matching_equals_betti_matching_3d(comparison, engine):
   pred, target = _cases((9, 11), seed=0)
-  m = betti_matching(pred, target, filtration="sublevel", comparison=comparison)
+  m = betti_matching(pred, target, filtration="sublevel", comparison=comparison, engine=engine)
   assert not np.any(m.pred.overflow) and not np.any(m.target.overflow)
   for i in range(len(pred)):
     for dim in (0, 1):
@@ -66,11 +72,12 @@ def test_2d_matching_equals_betti_matching_3d(comparison):
           i, dim)
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("comparison", [
     "union", pytest.param("intersection", marks=pytest.mark.slow)])
-def test_3d_matching_equals_betti_matching_3d(comparison):
+def test_3d_matching_equals_betti_matching_3d(comparison, engine):
   pred, target = _cases((4, 5, 6), seed=1)
-  m = betti_matching(pred, target, filtration="sublevel", comparison=comparison)
+  m = betti_matching(pred, target, filtration="sublevel", comparison=comparison, engine=engine)
   for i in range(len(pred)):
     for dim in (0, 2):
       assert _pairs_and_matches(m, i, dim) == _reference(pred[i], target[i], dim, comparison), (
@@ -180,6 +187,8 @@ def test_gradient_reaches_only_critical_pixels():
      "NaN"),
     ({"pred": np.zeros((2, 4, 4), np.float32), "target": np.zeros((2, 4, 4), np.float32),
       "comparison": "min"}, "comparison"),
+    ({"pred": np.zeros((2, 4, 4), np.float32), "target": np.zeros((2, 4, 4), np.float32),
+      "engine": "gpu"}, "engine"),
 ])
 def test_bad_input_is_named(kwargs, message):
   with pytest.raises(ValueError, match=message):
@@ -196,13 +205,56 @@ def _smoothed_pairs(batch, size, seed):
   return pred.astype(np.float32), target.astype(np.float32)
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("comparison", ["union"])  # intersection: the small cases above
-def test_large_images_take_the_reduced_capacity_tiers(comparison):
-  """Large enough for the capacity tiers and for the rounds to move to smaller
-  arrays (the small cases above use one worst-case capacity)."""
+def test_large_images_take_the_reduced_capacity_tiers(comparison, engine):
+  """Large enough for the device engine's capacity tiers and for its rounds
+  to move to smaller arrays (the small cases above use one worst-case
+  capacity); for the CPU engine, a case with long plateaus of a label."""
   pred, target = _smoothed_pairs(2, 96, seed=2)
-  m = betti_matching(pred, target, filtration="superlevel", comparison=comparison)
+  m = betti_matching(pred, target, filtration="superlevel", comparison=comparison,
+                     engine=engine)
   for i in range(len(pred)):
     for dim in (0, 1):
       assert _pairs_and_matches(m, i, dim) == _reference(-pred[i], -target[i], dim, comparison), (
           i, dim)
+
+
+def _assert_same(a, b):
+  for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(a), jax.tree.leaves(b)):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y), err_msg=jax.tree_util.keystr(path))
+
+
+def _random_cases(shape, seed, batch=12):
+  """Noise, few levels (plateaus and ties), binary targets, identical pairs."""
+  rng = np.random.default_rng(seed)
+  pred = rng.random((batch,) + shape).astype(np.float32)
+  target = rng.random((batch,) + shape).astype(np.float32)
+  for i in range(batch):
+    levels = (0, 2, 3, 7)[i % 4]
+    if levels:
+      pred[i] = np.round(pred[i] * levels) / levels
+    if i % 3 == 1:
+      target[i] = target[i] > 0.5
+  target[-1] = pred[-1]
+  return pred, target
+
+
+@pytest.mark.parametrize("shape, comparison", [
+    ((2, 9), "union"), ((13, 10), "union"), ((13, 10), "intersection"), ((7, 3), "intersection"),
+    ((2, 2, 2), "intersection"), ((3, 4, 5), "union"), ((5, 2, 3), "intersection")])
+def test_the_engines_agree(shape, comparison):
+  """Equal pairs, pixels, slots and matching, on odd and non-square sizes."""
+  pred, target = _random_cases(shape, seed=len(shape) * 100 + shape[0])
+  kwargs = dict(comparison=comparison, filtration="sublevel", dims=(0, len(shape) - 1))
+  _assert_same(betti_matching(pred, target, engine="device", **kwargs),
+               betti_matching(pred, target, engine="cpu", **kwargs))
+
+
+def test_the_cpu_engine_under_vmap_and_on_smoothed_maps():
+  pred, target = _smoothed_pairs(4, 40, seed=3)
+  device = betti_matching(pred, target, engine="device")
+  _assert_same(device, betti_matching(pred, target, engine="cpu"))
+  batched = jax.vmap(lambda p, t: betti_matching(p, t, engine="cpu"))(
+      pred.reshape(2, 2, 40, 40), target.reshape(2, 2, 40, 40))
+  _assert_same(device, jax.tree.map(lambda a: a.reshape((4,) + a.shape[2:]), batched))

@@ -308,7 +308,8 @@ def image_ranks(images, pixel_ranks, pixel_order):
 
 
 @functools.cache
-def _pool():
+def _pool(pid: int):  # per process: a forked child has none of its parent's threads
+  del pid
   return concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1)
 
 
@@ -361,5 +362,5 @@ def _run(tasks):
   if len(tasks) == 1:
     tasks[0]()
   else:
-    for future in [_pool().submit(task) for task in tasks]:
+    for future in [_pool(os.getpid()).submit(task) for task in tasks]:
       future.result()
