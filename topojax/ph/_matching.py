@@ -24,9 +24,14 @@ births from another's: in the comparison's order with the inputs' births, the
 component that dies at a comparison pair names the input pair it is matched
 through (dimension 0 with the union); in an input's order with the
 comparison's births, an input pair names the comparison component it maps
-into (dimension d-1 with the union). The intersection swaps the two. Each
-pass first decides what its order and births decide without rounds (`_Forest`,
-`_elder`) and runs `_h0`'s parallel elder rule on what is left. 3D dimension 1
+into (dimension d-1 with the union). The intersection swaps the two.
+
+Two engines run the passes, with equal results. On GPUs and TPUs ("device"),
+each pass first decides what its order and births decide without rounds
+(`_Forest`, `_elder`) and runs `_h0`'s parallel elder rule on what is left.
+On the CPU, where those scatter-heavy rounds cost several times a sequential
+union-find, `_matching_host` runs compiled union-finds (numba, through
+`jax.pure_callback`) over the same graphs (`_host_graph`). 3D dimension 1
 comes from a matrix reduction on the host (`_matching_dim1`).
 """
 
@@ -517,8 +522,9 @@ def _host_graph(shape: tuple[int, ...], dual: bool):
   u, v, _, _ = (_dual_ends if dual else _primal_ends)(shape)
   ndim, n = len(shape), math.prod(shape)
   coords = np.indices(shape).reshape(ndim, n)
+  uv = np.ascontiguousarray(np.stack([u, v], axis=1), dtype=np.int32)
   if not dual:
-    edge_cells = np.where((u != v)[:, None], np.stack([u, v], axis=1), -1).astype(np.int32)
+    edge_cells = uv  # pixels are nodes; the loops past the border never merge
     node_cells = np.arange(n, dtype=np.int32)[:, None]
     tie_order = np.arange(n, dtype=np.int32)
   else:
@@ -536,8 +542,7 @@ def _host_graph(shape: tuple[int, ...], dual: bool):
         _cells(shape, tuple(range(ndim)), corners, np.ones(corners.size, bool)),
         np.full((1, 2 ** ndim), -1, np.int32)])
     tie_order = np.arange(len(node_cells) - 1, -1, -1, dtype=np.int32)  # larger index older
-  return (np.ascontiguousarray(np.stack([u, v], axis=1), dtype=np.int32),
-          np.ascontiguousarray(edge_cells), node_cells, _unit_squares(dual, shape), tie_order)
+  return uv, np.ascontiguousarray(edge_cells), node_cells, _unit_squares(dual, shape), tie_order
 
 
 def _match_compiled(x, y, c, tasks):
