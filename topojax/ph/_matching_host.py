@@ -229,41 +229,23 @@ def own_pairs(order, sorted_key, young, node_key, edge_cells, node_cells, pixel_
 
 
 @_jit
-def match_dimension(pixel_ranks, num_values, pixel_order, uv, edge_cells, node_cells,
-                    squares, tie_order, dual, in_comparison_order, births, deaths, counts,
-                    matches):
-  """One image triple (x, y, c) in one dimension (see `_matching`), from
-  `dense_ranks` of each image: fills `births`/`deaths`/`matches`
-  `[2, capacity]` and `counts` `[2]` for x and y."""
-  num_nodes = node_cells.shape[0]
-  node_key = np.empty((3, num_nodes), np.int32)
-  by_age = np.empty((3, num_nodes), np.int32)
-  rank = np.empty((3, num_nodes), np.int32)
-  orders, ends, keys = [], [], []
-  for i in range(3):
-    order, end, key = sorted_edges(edge_cells, uv, squares, pixel_ranks[i], num_values[i],
-                                   dual)
-    orders.append(order)
-    ends.append(end)
-    keys.append(key)
-    node_ages(node_cells, pixel_ranks[i], num_values[i], pixel_order[i], tie_order, dual,
-              node_key[i], by_age[i], rank[i])
-  # Per image i, the passes along its order: row 0 its own births, then
-  # (comparison order) x's and y's for c, or (input orders) c's for x, y.
-  if in_comparison_order:
-    births_of = np.array([[0, -1, -1], [1, -1, -1], [2, 0, 1]])
-  else:
-    births_of = np.array([[0, 2, -1], [1, 2, -1], [2, -1, -1]])
-  young = []
-  for i in range(3):
-    count = np.sum(births_of[i] >= 0)
-    stack = np.empty((count, num_nodes), np.int32)
-    stack_by_age = np.empty((count, num_nodes), np.int32)
-    for j in range(count):
-      stack[j], stack_by_age[j] = rank[births_of[i, j]], by_age[births_of[i, j]]
-    passes = np.empty((count, orders[i].size), np.int32)
-    elder_passes(ends[i], stack, stack_by_age, passes)
-    young.append(passes)
+def prepare(edge_cells, uv, squares, node_cells, tie_order, pixel_ranks, num_values,
+            pixel_order, dual, node_key, by_age, rank):
+  """One image's graph in one dimension: its sorted edges (`sorted_edges`)
+  and its nodes' ages (`node_ages`, filled in)."""
+  node_ages(node_cells, pixel_ranks, num_values, pixel_order, tie_order, dual, node_key,
+            by_age, rank)
+  return sorted_edges(edge_cells, uv, squares, pixel_ranks, num_values, dual)
+
+
+@_jit
+def pair_and_match(orders, keys, young, node_key, edge_cells, node_cells, pixel_ranks, dual,
+                   in_comparison_order, births, deaths, counts, matches):
+  """The pairs of x, y (and c) from their own passes and the matching from
+  the cross passes (see `_matching`); fills `births`/`deaths`/`matches`
+  `[2, capacity]` and `counts` `[2]` for x and y. Per image i (x, y, c):
+  `orders[i]`, `keys[i]` its sorted edges, `young[i]` its order's passes
+  (row 0 its own births, then `passes_of`'s others)."""
   scratch = np.empty(births.shape[1], np.int32)
   genuine = []
   for i in range(3):
@@ -275,7 +257,7 @@ def match_dimension(pixel_ranks, num_values, pixel_order, uv, edge_cells, node_c
       counts[i] = at.size
   # Per comparison pair, the x and y slot it is matched through.
   through = np.full((2, genuine[2].size), _NONE, np.int32)
-  table = np.empty(num_nodes, np.int32)
+  table = np.empty(node_key.shape[1], np.int32)
   for i in range(2):
     table[:] = _NONE
     if in_comparison_order:
@@ -298,6 +280,12 @@ def match_dimension(pixel_ranks, num_values, pixel_order, uv, edge_cells, node_c
       matches[0, a], matches[1, b] = b, a
 
 
+def passes_of(in_comparison_order: bool) -> tuple[tuple[int, ...], ...]:
+  """Per image (x, y, c), the births of the passes along its order: its own,
+  then x's and y's for c (comparison order) or c's for x and y."""
+  return ((0,), (1,), (2, 0, 1)) if in_comparison_order else ((0, 2), (1, 2), (2,))
+
+
 @_jit
 def image_ranks(images, pixel_ranks, pixel_order):
   """`dense_ranks` of each image of `images [k, n]`; returns the counts."""
@@ -316,6 +304,10 @@ def _pool(pid: int):  # per process: a forked child has none of its parent's thr
 def match_dimensions(images, *, ndim: int, static, capacities):
   """Host side of `_matching`'s CPU engine.
 
+  Four rounds of tasks over the cores, each on every image and dimension: the
+  pixel sort of each image (shared by the dimensions), each image's graph,
+  the passes along each order, then pairs and matching.
+
   Args:
     images: `[..., 3, *spatial]` float32 with `ndim` spatial axes: the
       sublevel values of x, y and the comparison image c (leading batch axes).
@@ -331,30 +323,57 @@ def match_dimensions(images, *, ndim: int, static, capacities):
   lead = images.shape[:-ndim - 1]
   flat = np.ascontiguousarray(images.reshape((-1, 3, math.prod(images.shape[-ndim:]))))
   batch, num_pixels = flat.shape[0], flat.shape[2]
-  # The pixel sort of each image serves every dimension.
   pixel_ranks = np.empty((batch, 3, num_pixels), np.int32)
   pixel_order = np.empty((batch, 3, num_pixels), np.int32)
   num_values = np.empty((batch, 3), np.int32)
 
   def rank(b, i):
     num_values[b, i:i + 1] = image_ranks(flat[b, i:i + 1], pixel_ranks[b, i:i + 1],
-                                                 pixel_order[b, i:i + 1])
+                                         pixel_order[b, i:i + 1])
 
   _run([functools.partial(rank, b, i) for b in range(batch) for i in range(3)])
-  outputs, tasks = [], []
-  for (graph, dual, in_comparison_order), capacity in zip(static, capacities):
-    births = np.full((batch, 2, capacity), _NONE, np.int32)
-    deaths = np.full((batch, 2, capacity), _NONE, np.int32)
+  jobs = [(d, b) for d in range(len(static)) for b in range(batch)]
+  nodes = {}  # (d, b): node_key, by_age, rank, each [3, W]
+  edges = {}  # (d, b, i): order, ends, sorted keys
+  for d, b in jobs:
+    num_nodes = static[d][0][2].shape[0]
+    nodes[d, b] = np.empty((3, 3, num_nodes), np.int32)
+
+  def graph(d, b, i):
+    (uv, edge_cells, node_cells, squares, tie_order), dual, _ = static[d]
+    node_key, by_age, ages = nodes[d, b][:, i]
+    edges[d, b, i] = prepare(edge_cells, uv, squares, node_cells, tie_order,
+                             pixel_ranks[b, i], num_values[b, i], pixel_order[b, i], dual,
+                             node_key, by_age, ages)
+
+  _run([functools.partial(graph, d, b, i) for d, b in jobs for i in range(3)])
+  young = {}
+
+  def elder(d, b, i):
+    births_of = list(passes_of(static[d][2])[i])
+    _, by_age, ages = nodes[d, b]
+    young[d, b, i] = np.empty((len(births_of), edges[d, b, i][0].size), np.int32)
+    elder_passes(edges[d, b, i][1], ages[births_of], by_age[births_of], young[d, b, i])
+
+  _run([functools.partial(elder, d, b, i) for d, b in jobs for i in range(3)])
+  outputs = []
+  for d, ((_, edge_cells, node_cells, _, _), dual, in_comparison_order) in enumerate(static):
+    births = np.full((batch, 2, capacities[d]), _NONE, np.int32)
+    deaths = np.full((batch, 2, capacities[d]), _NONE, np.int32)
     counts = np.zeros((batch, 2), np.int32)
-    matches = np.full((batch, 2, capacity), _NONE, np.int32)
-    tasks += [functools.partial(match_dimension, pixel_ranks[b], num_values[b],
-                                pixel_order[b], *graph, dual, in_comparison_order, births[b],
-                                deaths[b], counts[b], matches[b])
-              for b in range(batch)]
-    outputs.append(tuple(a.reshape(lead + a.shape[1:])
-                         for a in (births, deaths, counts, matches)))
-  _run(tasks)
-  return outputs
+    matches = np.full((batch, 2, capacities[d]), _NONE, np.int32)
+    outputs.append((births, deaths, counts, matches))
+
+  def match(d, b):
+    _, edge_cells, node_cells, _, _ = static[d][0]
+    order, keys, passes = zip(*[(edges[d, b, i][0], edges[d, b, i][2], young[d, b, i])
+                                for i in range(3)])
+    pair_and_match(order, keys, passes, nodes[d, b][0], edge_cells, node_cells,
+                   pixel_ranks[b], static[d][1], static[d][2],
+                   *(a[b] for a in outputs[d]))
+
+  _run([functools.partial(match, d, b) for d, b in jobs])
+  return [tuple(a.reshape(lead + a.shape[1:]) for a in output) for output in outputs]
 
 
 def _run(tasks):
