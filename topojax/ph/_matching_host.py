@@ -286,15 +286,6 @@ def passes_of(in_comparison_order: bool) -> tuple[tuple[int, ...], ...]:
   return ((0,), (1,), (2, 0, 1)) if in_comparison_order else ((0, 2), (1, 2), (2,))
 
 
-@_jit
-def image_ranks(images, pixel_ranks, pixel_order):
-  """`dense_ranks` of each image of `images [k, n]`; returns the counts."""
-  num_values = np.empty(images.shape[0], np.int32)
-  for i in range(images.shape[0]):
-    pixel_ranks[i], num_values[i], pixel_order[i] = dense_ranks(images[i])
-  return num_values
-
-
 @functools.cache
 def _pool(pid: int):  # per process: a forked child has none of its parent's threads
   del pid
@@ -328,16 +319,14 @@ def match_dimensions(images, *, ndim: int, static, capacities):
   num_values = np.empty((batch, 3), np.int32)
 
   def rank(b, i):
-    num_values[b, i:i + 1] = image_ranks(flat[b, i:i + 1], pixel_ranks[b, i:i + 1],
-                                         pixel_order[b, i:i + 1])
+    pixel_ranks[b, i], num_values[b, i], pixel_order[b, i] = dense_ranks(flat[b, i])
 
   _run([functools.partial(rank, b, i) for b in range(batch) for i in range(3)])
   jobs = [(d, b) for d in range(len(static)) for b in range(batch)]
   nodes = {}  # (d, b): node_key, by_age, rank, each [3, W]
   edges = {}  # (d, b, i): order, ends, sorted keys
   for d, b in jobs:
-    num_nodes = static[d][0][2].shape[0]
-    nodes[d, b] = np.empty((3, 3, num_nodes), np.int32)
+    nodes[d, b] = np.empty((3, 3, static[d][0][2].shape[0]), np.int32)
 
   def graph(d, b, i):
     (uv, edge_cells, node_cells, squares, tie_order), dual, _ = static[d]
@@ -356,21 +345,17 @@ def match_dimensions(images, *, ndim: int, static, capacities):
     elder_passes(edges[d, b, i][1], ages[births_of], by_age[births_of], young[d, b, i])
 
   _run([functools.partial(elder, d, b, i) for d, b in jobs for i in range(3)])
-  outputs = []
-  for d, ((_, edge_cells, node_cells, _, _), dual, in_comparison_order) in enumerate(static):
-    births = np.full((batch, 2, capacities[d]), _NONE, np.int32)
-    deaths = np.full((batch, 2, capacities[d]), _NONE, np.int32)
-    counts = np.zeros((batch, 2), np.int32)
-    matches = np.full((batch, 2, capacities[d]), _NONE, np.int32)
-    outputs.append((births, deaths, counts, matches))
+  # Per dimension: births, deaths [B, 2, capacity], counts [B, 2], matches.
+  outputs = [(np.full((batch, 2, capacity), _NONE, np.int32),
+              np.full((batch, 2, capacity), _NONE, np.int32), np.zeros((batch, 2), np.int32),
+              np.full((batch, 2, capacity), _NONE, np.int32)) for capacity in capacities]
 
   def match(d, b):
-    _, edge_cells, node_cells, _, _ = static[d][0]
+    (_, edge_cells, node_cells, _, _), dual, in_comparison_order = static[d]
     order, keys, passes = zip(*[(edges[d, b, i][0], edges[d, b, i][2], young[d, b, i])
                                 for i in range(3)])
     pair_and_match(order, keys, passes, nodes[d, b][0], edge_cells, node_cells,
-                   pixel_ranks[b], static[d][1], static[d][2],
-                   *(a[b] for a in outputs[d]))
+                   pixel_ranks[b], dual, in_comparison_order, *(a[b] for a in outputs[d]))
 
   _run([functools.partial(match, d, b) for d, b in jobs])
   return [tuple(a.reshape(lead + a.shape[1:]) for a in output) for output in outputs]
