@@ -163,6 +163,18 @@ def node_ages(cells, pixel_ranks, num_values, pixel_order, tie_order, dual, key,
 
 
 @_jit
+def find(parent, node):
+  """The root of `node` (roots hold negative sizes), halving the path."""
+  while parent[node] >= 0:
+    up = parent[node]
+    if parent[up] < 0:
+      return up
+    parent[node] = parent[up]
+    node = parent[up]
+  return node
+
+
+@_jit
 def elder_passes(ends, ranks, by_age, young):
   """The elder rule along the sorted edges `ends` under each births
   `ranks[j]` (0: oldest): `young[j, i]` the node dying at the i-th edge, -1
@@ -175,21 +187,7 @@ def elder_passes(ends, ranks, by_age, young):
   parent = np.full(num_nodes, -1, np.int32)
   oldest = np.ascontiguousarray(ranks.T)
   for i in range(ends.shape[0]):
-    a, b = ends[i, 0], ends[i, 1]
-    while parent[a] >= 0:
-      up = parent[a]
-      if parent[up] < 0:
-        a = up
-        break
-      parent[a] = parent[up]
-      a = parent[up]
-    while parent[b] >= 0:
-      up = parent[b]
-      if parent[up] < 0:
-        b = up
-        break
-      parent[b] = parent[up]
-      b = parent[up]
+    a, b = find(parent, ends[i, 0]), find(parent, ends[i, 1])
     if a == b:
       for j in range(num_births):
         young[j, i] = _NONE
