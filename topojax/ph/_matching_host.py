@@ -227,16 +227,6 @@ def own_pairs(order, sorted_key, young, node_key, edge_cells, node_cells, pixel_
 
 
 @_jit
-def prepare(edge_cells, uv, squares, node_cells, tie_order, pixel_ranks, num_values,
-            pixel_order, dual, node_key, by_age, rank):
-  """One image's graph in one dimension: its sorted edges (`sorted_edges`)
-  and its nodes' ages (`node_ages`, filled in)."""
-  node_ages(node_cells, pixel_ranks, num_values, pixel_order, tie_order, dual, node_key,
-            by_age, rank)
-  return sorted_edges(edge_cells, uv, squares, pixel_ranks, num_values, dual)
-
-
-@_jit
 def pair_and_match(orders, keys, young, node_key, edge_cells, node_cells, pixel_ranks, dual,
                    in_comparison_order, births, deaths, counts, matches):
   """The pairs of x, y (and c) from their own passes and the matching from
@@ -328,10 +318,10 @@ def match_dimensions(images, *, ndim: int, static, capacities):
 
   def graph(d, b, i):
     (uv, edge_cells, node_cells, squares, tie_order), dual, _ = static[d]
-    node_key, by_age, ages = nodes[d, b][:, i]
-    edges[d, b, i] = prepare(edge_cells, uv, squares, node_cells, tie_order,
-                             pixel_ranks[b, i], num_values[b, i], pixel_order[b, i], dual,
-                             node_key, by_age, ages)
+    node_ages(node_cells, pixel_ranks[b, i], num_values[b, i], pixel_order[b, i], tie_order,
+              dual, *nodes[d, b][:, i])
+    edges[d, b, i] = sorted_edges(edge_cells, uv, squares, pixel_ranks[b, i], num_values[b, i],
+                                  dual)
 
   _run([functools.partial(graph, d, b, i) for d, b in jobs for i in range(3)])
   young = {}
