@@ -43,6 +43,23 @@ def time_fn(name: str, fn: Callable[[], object], *, warmup: int = 2, runs: int =
   return Timing(name, statistics.median(samples), min(samples), max(samples), runs)
 
 
+def time_interleaved(fns: dict[str, Callable[[], object]], *, warmup: int = 2,
+                     runs: int = 10) -> list[Timing]:
+  """`time_fn` for several functions, called in turn within each run: on a
+  machine whose speed drifts (shared cores), every function sees the same
+  drift, so their ratio is steadier than that of back-to-back medians."""
+  for _ in range(warmup):
+    for fn in fns.values():
+      _block(fn())
+  samples = {name: [] for name in fns}
+  for _ in range(runs):
+    for name, fn in fns.items():
+      start = time.perf_counter()
+      _block(fn())
+      samples[name].append(time.perf_counter() - start)
+  return [Timing(name, statistics.median(s), min(s), max(s), runs) for name, s in samples.items()]
+
+
 def machine_line() -> str:
   devices = jax.devices()
   return (f"{datetime.date.today().isoformat()} | {platform.machine()} {os.cpu_count()} cores | "

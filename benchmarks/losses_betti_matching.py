@@ -13,7 +13,9 @@ the target a binary label (noise, Gaussian filter sigma 4, > 0). Rows:
   every Betti-matching implementation computes before it matches (the
   matching itself, and the backward pass, come on top for the anchors).
 
-The ratio is anchor / topojax (> 1: topojax is faster).
+The ratio is anchor / topojax (> 1: topojax is faster). The two are timed
+in turn within each run (`time_interleaved`): this machine's speed drifts by
+up to 2x over minutes, and cripser's more than ours.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import ndimage
 
-from benchmarks._harness import report, time_fn
+from benchmarks._harness import report, time_interleaved
 from topojax.losses import betti_matching
 
 
@@ -51,22 +53,22 @@ def main(argv=None):
   for size in args.sizes:
     pred, target = _inputs(args.batch, size)
     dp, dt = jax.device_put(pred), jax.device_put(target)
-    ours = time_fn(f"topojax fwd+bwd, batch {args.batch} (per batch)",
-                   lambda: grad(dp, dt), warmup=1, runs=args.runs)
-    single = time_fn("topojax fwd+bwd, one image", lambda: grad(dp[:1], dt[:1]), warmup=1,
-                     runs=args.runs)
+    one_pred, one_target = dp[:1], dt[:1]
 
     def three_cripser_calls(i):
       p, t = 1.0 - pred[i].astype(np.float64), 1.0 - target[i].astype(np.float64)
       for x in (p, t, np.minimum(p, t)):
         cripser.compute_ph(x, maxdim=1)
 
-    anchor_one = time_fn("cripser x3, one image", lambda: three_cripser_calls(0), warmup=1,
-                         runs=args.runs)
+    single, anchor_one = time_interleaved(
+        {"topojax fwd+bwd, one image": lambda: grad(one_pred, one_target),
+         "cripser x3, one image": lambda: three_cripser_calls(0)}, warmup=1, runs=args.runs)
     report(f"Betti matching loss, {size}x{size}: one image", single, [anchor_one])
-    anchor = time_fn(f"cripser x3, batch {args.batch} loop (per batch)",
-                     lambda: [three_cripser_calls(i) for i in range(args.batch)], warmup=0,
-                     runs=max(1, args.runs // 2))
+    ours, anchor = time_interleaved(
+        {f"topojax fwd+bwd, batch {args.batch} (per batch)": lambda: grad(dp, dt),
+         f"cripser x3, batch {args.batch} loop (per batch)":
+             lambda: [three_cripser_calls(i) for i in range(args.batch)]},
+        warmup=1, runs=max(1, args.runs // 2))
     report(f"Betti matching loss, {size}x{size}: batch of {args.batch}", ours, [anchor])
 
 
