@@ -98,6 +98,7 @@ def _tiny(config):
   return config
 
 
+@pytest.mark.slow
 def test_self_distillation_on_synthetic_topomortar(tmp_path, monkeypatch):
   """Three rounds from reset weights, each on the previous round's soft labels."""
   monkeypatch.setenv("TOPOJAX_CACHE_DIR", str(tmp_path / "cache"))

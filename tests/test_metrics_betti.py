@@ -27,8 +27,10 @@ from mask_cases import random_masks as _random_masks
 
 # Odd, non-square and degenerate sizes; a single pixel needs no compilation and
 # a leading axis of length 1 is computed transposed, e.g. (1, 7) as (7, 1).
-SHAPES_2D = [(1, 1), (1, 7), (7, 1), (2, 2), (13, 9), (32, 32)]
-SHAPES_3D = [(1, 1, 1), (1, 6, 7), (3, 3, 3), (5, 6, 7), (9, 9, 9)]
+SHAPES_2D = [(1, 1), (1, 7), (7, 1), (2, 2), (13, 9),
+             pytest.param((32, 32), marks=pytest.mark.slow)]
+SHAPES_3D = [(1, 1, 1), (1, 6, 7), (3, 3, 3), (5, 6, 7),
+             pytest.param((9, 9, 9), marks=pytest.mark.slow)]
 
 
 def _gudhi_betti(mask):

@@ -13,7 +13,8 @@ from topojax.models import get_model
 
 
 def _model(features=(4, 8, 16), in_channels=3, num_classes=2):
-  return UNet(in_channels, num_classes, features=features, rngs=nnx.Rngs(0))
+  """Initialised under `jit`, as the trainer does (eager init dispatches op by op)."""
+  return nnx.jit(lambda: UNet(in_channels, num_classes, features=features, rngs=nnx.Rngs(0)))()
 
 
 def _apply(model, images):

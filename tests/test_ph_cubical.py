@@ -226,7 +226,8 @@ def test_integer_and_bool_inputs_are_cast():
       reference(mask.astype(np.float32)))
 
 
-@pytest.mark.parametrize("shape", [(1, 9), (9, 1), (1, 1), (3, 1, 5)])
+@pytest.mark.parametrize("shape", [(1, 9), pytest.param((9, 1), marks=pytest.mark.slow),
+                                   pytest.param((1, 1), marks=pytest.mark.slow), (3, 1, 5)])
 def test_axes_of_length_one_match_gudhi(shape):
   # cripser mishandles axes of length 1; GUDHI is the oracle here.
   import gudhi  # pylint: disable=import-outside-toplevel
@@ -246,7 +247,8 @@ def smooth_map(shape, seed, sigma=2.0):
   return (1 / (1 + np.exp(-3 * (z - z.mean()) / z.std()))).astype(np.float32)
 
 
-@pytest.mark.parametrize("shape,construction", [((72, 64), "V"), ((16, 16, 16), "T")])
+@pytest.mark.parametrize("shape,construction", [
+    ((72, 64), "V"), pytest.param((16, 16, 16), "T", marks=pytest.mark.slow)])
 def test_batches_large_enough_for_compact_capacities_match_cripser(shape, construction):
   # Batches of >= 2^14 pixels first try small compact capacities (see
   # topojax/ph/_h0.py): smoothed maps fit the smallest, i.i.d. noise the next,
@@ -316,7 +318,7 @@ def fresh_traces():
 # case but the first keeps the suite fast.
 @pytest.mark.parametrize("constants, construction", [
     ({"_MIN_ROUND_PROGRESS": 10**9}, "V"),  # one parallel round, then all sequential
-    ({"_MIN_ROUND_PROGRESS": 10**9}, "T"),
+    pytest.param({"_MIN_ROUND_PROGRESS": 10**9}, "T", marks=pytest.mark.slow),
     ({"_MIN_ROUND_PROGRESS": 0}, "V"),  # parallel rounds to the end
     ({"_NODE_SHRINK": 4, "_MIN_NODE_WIDTH": 8}, "T"),  # several shrinking steps
 ])

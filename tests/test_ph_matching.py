@@ -205,7 +205,7 @@ def _smoothed_pairs(batch, size, seed):
   return pred.astype(np.float32), target.astype(np.float32)
 
 
-@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("engine", [pytest.param("device", marks=pytest.mark.slow), "cpu"])
 @pytest.mark.parametrize("comparison", ["union"])  # intersection: the small cases above
 def test_large_images_take_the_reduced_capacity_tiers(comparison, engine):
   """Large enough for the device engine's capacity tiers and for its rounds
@@ -241,8 +241,10 @@ def _random_cases(shape, seed, batch=12):
 
 
 @pytest.mark.parametrize("shape, comparison", [
-    ((2, 9), "union"), ((13, 10), "union"), ((13, 10), "intersection"), ((7, 3), "intersection"),
-    ((2, 2, 2), "intersection"), ((3, 4, 5), "union"), ((5, 2, 3), "intersection")])
+    pytest.param((2, 9), "union", marks=pytest.mark.slow), ((13, 10), "union"),
+    pytest.param((13, 10), "intersection", marks=pytest.mark.slow), ((7, 3), "intersection"),
+    ((2, 2, 2), "intersection"), ((3, 4, 5), "union"),
+    pytest.param((5, 2, 3), "intersection", marks=pytest.mark.slow)])
 def test_the_engines_agree(shape, comparison):
   """Equal pairs, pixels, slots and matching, on odd and non-square sizes."""
   pred, target = _random_cases(shape, seed=len(shape) * 100 + shape[0])

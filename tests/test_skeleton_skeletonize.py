@@ -197,7 +197,8 @@ def test_compat_menten_forward_equals_the_reference(ndim, shape, num_iter):
 
 
 @pytest.mark.parametrize("ndim,shape,min_tie", [
-    (2, (2, 10, 9), "split"), (2, (2, 10, 9), "first"), (3, (1, 6, 7, 5), "split")])
+    (2, (2, 10, 9), "split"), pytest.param(2, (2, 10, 9), "first", marks=pytest.mark.slow),
+    pytest.param(3, (1, 6, 7, 5), "split", marks=pytest.mark.slow)])
 def test_compat_menten_gradient_equals_the_reference(ndim, shape, min_tie):
   rng = np.random.default_rng(3)
   binary = jnp.asarray((rng.random(shape) < 0.6).astype(np.float32))
@@ -249,7 +250,8 @@ def test_stochastic_binarisation_gradient_and_tau(getkey):
 
 
 @pytest.mark.parametrize("ndim,shape,compats", [
-    (2, (5, 13, 11), (None, "menten")), (3, (3, 5, 6, 4), (None,))])
+    (2, (5, 13, 11), (None, "menten")),
+    pytest.param(3, (3, 5, 6, 4), (None,), marks=pytest.mark.slow)])
 def test_pallas_kernel_in_interpret_mode_equals_the_reference(ndim, shape, compats):
   x = jnp.asarray((np.random.default_rng(0).random(shape) < 0.55).astype(np.float32))
   weights = jnp.asarray(np.random.default_rng(1).normal(size=shape).astype(np.float32))

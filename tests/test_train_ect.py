@@ -42,6 +42,7 @@ def test_configs_runlocal_and_args():
     ect_digits.get_config("input=mesh")
 
 
+@pytest.mark.slow
 def test_tiny_digits_run_trains_evaluates_and_resumes(tmp_path):
   pytest.importorskip("sklearn")
   workdir = str(tmp_path)

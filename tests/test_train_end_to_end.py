@@ -76,6 +76,7 @@ def test_reference_run_logs_every_step_and_checkpoints(reference_run):
     assert json.load(f)["total_steps"] == NUM_STEPS
 
 
+@pytest.mark.slow
 def test_one_device_matches_eight(reference_run, tmp_path):
   sharded, _ = reference_run
   single = trainer.train(_tiny_config(), str(tmp_path), devices=jax.devices()[:1])
@@ -84,6 +85,7 @@ def test_one_device_matches_eight(reference_run, tmp_path):
   _assert_trees_close(_params(single), _params(sharded), rtol=1e-3, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_resume_continues_from_latest_checkpoint(reference_run, tmp_path):
   uninterrupted, _ = reference_run
   workdir = str(tmp_path)

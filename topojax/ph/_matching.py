@@ -134,6 +134,13 @@ def _primal_ends(shape: tuple[int, ...]):
           edge_at, shape)
 
 
+def _dual_cell_axes(ndim: int, k: int) -> tuple[int, tuple[int, ...]]:
+  """The k-th (d-1)-cell type at a pixel, as Betti-Matching-3D numbers them:
+  `(missing, spans)`, the axis it is thin along and the axes it spans."""
+  missing = 1 - k if ndim == 2 else k
+  return missing, tuple(a for a in range(ndim) if a != missing)
+
+
 @functools.lru_cache(maxsize=None)
 def _dual_ends(shape: tuple[int, ...]):
   """`(u, v, edge_at, top_shape)` of the top-cell graph (`_dual_graph`'s order):
@@ -147,8 +154,7 @@ def _dual_ends(shape: tuple[int, ...]):
   sides = np.full((2, n, ndim), num_top, np.int64)
   edge_at = np.full((num_top, ndim), -1, np.int64)
   for k in range(ndim):
-    missing = 1 - k if ndim == 2 else k  # Betti-Matching-3D's cell types
-    spans = [a for a in range(ndim) if a != missing]
+    missing, spans = _dual_cell_axes(ndim, k)
     inside = np.logical_and.reduce([coords[a] < shape[a] - 1 for a in spans])
     index = n * ndim - 1 - (np.arange(n) * ndim + k)  # the list is reversed
     for side, step in enumerate((-1, 0)):
@@ -245,8 +251,7 @@ def _dual_graph(f: jax.Array) -> _Graph:
 
   values, voxels = [], []
   for k in range(ndim):
-    missing = 1 - k if ndim == 2 else k  # Betti-Matching-3D's cell types
-    spans = tuple(a for a in range(ndim) if a != missing)
+    _, spans = _dual_cell_axes(ndim, k)
     inside = functools.reduce(jnp.logical_and, [coords[a] < shape[a] - 1 for a in spans])
     best, voxel = cell(spans)
     values.append(jnp.where(inside, -best, jnp.inf))
@@ -530,8 +535,7 @@ def _host_graph(shape: tuple[int, ...], dual: bool):
   else:
     edge_cells = np.empty((n * ndim, 2 ** (ndim - 1)), np.int32)
     for k in range(ndim):
-      missing = 1 - k if ndim == 2 else k  # Betti-Matching-3D's cell types
-      spans = tuple(a for a in range(ndim) if a != missing)
+      _, spans = _dual_cell_axes(ndim, k)
       inside = np.logical_and.reduce([coords[a] < shape[a] - 1 for a in spans])
       edge_cells[np.arange(n) * ndim + k] = _cells(shape, spans, np.arange(n), inside)
     edge_cells = edge_cells[::-1]  # the list is reversed
