@@ -33,21 +33,15 @@ def _block(result):
 
 def time_fn(name: str, fn: Callable[[], object], *, warmup: int = 2, runs: int = 10) -> Timing:
   """Median wall time of `fn()` after `warmup` untimed calls (compilation included there)."""
-  for _ in range(warmup):
-    _block(fn())
-  samples = []
-  for _ in range(runs):
-    start = time.perf_counter()
-    _block(fn())
-    samples.append(time.perf_counter() - start)
-  return Timing(name, statistics.median(samples), min(samples), max(samples), runs)
+  return time_interleaved({name: fn}, warmup=warmup, runs=runs)[0]
 
 
 def time_interleaved(fns: dict[str, Callable[[], object]], *, warmup: int = 2,
                      runs: int = 10) -> list[Timing]:
-  """`time_fn` for several functions, called in turn within each run: on a
-  machine whose speed drifts (shared cores), every function sees the same
-  drift, so their ratio is steadier than that of back-to-back medians."""
+  """Median wall times of several functions after `warmup` untimed calls,
+  called in turn within each run: on a machine whose speed drifts (shared
+  cores), every function sees the same drift, so their ratio is steadier
+  than that of medians taken one after the other."""
   for _ in range(warmup):
     for fn in fns.values():
       _block(fn())

@@ -14,9 +14,9 @@ order (a counting sort that leaves out the edges closing a unit square last,
 which merge nothing), one union-find per edge order tracking the oldest node
 of each component under every set of births the matching needs (the order's
 own and the other images'), and the pairs and the matching, which follow from
-which node dies at which edge. Tasks run on
-the CPU's cores (the kernels release the GIL) in per-thread scratch memory
-that is reused from call to call: fresh pages cost more than the work.
+which node dies at which edge. Tasks run on the CPU's cores (the kernels
+release the GIL) in per-thread scratch memory that is reused from call to
+call: fresh pages cost more than the work.
 """
 
 from __future__ import annotations
@@ -144,7 +144,7 @@ def sorted_edges(cells, uv, squares, pixel_ranks, num_values, dual, key, closes,
       order[i], sorted_key[i] = e, k
       ends[i, 0], ends[i, 1] = uv[e, 0], uv[e, 1]
       bucket[k] += 1
-  return bucket[num_values]
+  return bucket[num_values]  # now where each key's successor starts: the total
 
 
 @_jit
