@@ -275,7 +275,7 @@ def pair_and_match(orders, keys, num_edges, young, by_age, node_key, edge_cells,
     for slot in range(genuine[i]):
       table[own[at[i, slot]]] = slot
     for s in range(genuine[2]):
-      at[2 + i + 1, s] = table[lookup[at[2, s]]]
+      at[3 + i, s] = table[lookup[at[2, s]]]
   for s in range(genuine[2]):
     a, b = at[3, s], at[4, s]
     if a >= 0 and b >= 0 and a < capacity and b < capacity:
@@ -284,12 +284,12 @@ def pair_and_match(orders, keys, num_edges, young, by_age, node_key, edge_cells,
 
 @_jit
 def match_task(pixel_ranks, num_values, pixel_order, uv, edge_cells, node_cells, squares,
-               tie_order, shape, dual, in_comparison_order, births_of, num_births,
+               tie_order, shape, dual, in_comparison_order, births_of,
                bucket, closes, edge_key, node_key, by_age, node_rank, order, ends, sorted_key,
                num_edges, parent, oldest, young, at, births, deaths, counts, matches):
   """One image pair (x, y and c = `pixel_ranks[:3]`, of `shape`) in one dimension:
   nodes' ages, each image's sorted edges, its passes (the births of the
-  images `births_of[i, :num_births[i]]`), then `pair_and_match`. The
+  images `births_of[i]`, -1 padded), then `pair_and_match`. The
   arguments from `bucket` to `at` are scratch (`_Workspace`)."""
   for i in range(3):
     node_ages(node_cells, shape, pixel_ranks[i], num_values[i], pixel_order[i], tie_order, dual,
@@ -297,9 +297,9 @@ def match_task(pixel_ranks, num_values, pixel_order, uv, edge_cells, node_cells,
   for i in range(3):
     num_edges[i] = sorted_edges(edge_cells, uv, squares, pixel_ranks[i], num_values[i], dual,
                                 edge_key, closes, bucket, order[i], ends[i], sorted_key[i])
-    m = num_edges[i]
-    elder_passes(ends[i, :m], node_rank, births_of[i, :num_births[i]], parent, oldest,
-                 young[i, :num_births[i], :m])
+    m, num_births = num_edges[i], np.sum(births_of[i] >= 0)
+    elder_passes(ends[i, :m], node_rank, births_of[i, :num_births], parent, oldest,
+                 young[i, :num_births, :m])
   pair_and_match(order, sorted_key, num_edges, young, by_age, node_key, edge_cells, node_cells,
                  pixel_ranks, dual, in_comparison_order, at, parent, births, deaths, counts,
                  matches)
@@ -408,10 +408,9 @@ def match_dimensions(images, *, ndim: int, static, capacities):
 
   def match(d, b):
     graph, dual, in_comparison_order = static[d]
-    births_of = passes_of(in_comparison_order)
     workspace = _workspace(num_pixels, graph[2].shape[0], graph[1].shape[0])
     match_task(pixel_ranks[b], num_values[b], pixel_order[b], *graph, spatial, dual,
-               in_comparison_order, births_of, np.sum(births_of >= 0, axis=1), *workspace,
+               in_comparison_order, passes_of(in_comparison_order), *workspace,
                *(a[b] for a in outputs[d]))
 
   _run([functools.partial(match, d, b) for d in range(len(static)) for b in range(batch)])
