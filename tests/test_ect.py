@@ -215,10 +215,12 @@ def test_out_of_range_index_under_jit_flags_its_complex():
 # ----------------------------------------------------------------- gradients
 
 
-def _formula(x, edges, directions, thresholds, scale):
-  """Autodiff oracle: the dense formula in jnp, no custom VJP."""
+def _formula(x, edges, directions, thresholds, scale, faces=None):
+  """Autodiff oracle: the dense formula in jnp, no custom VJP (`jnp.max`
+  shares a cell's gradient equally among tied highest vertices)."""
   h = x @ directions.T
   cells = [(h, 1.0), (h[edges].max(axis=1), -1.0)]
+  cells += [] if faces is None else [(h[faces].max(axis=1), 1.0)]
   return sum(sign * jax.nn.sigmoid(scale * (thresholds[None, None, :] - hc[:, :, None])).sum(0)
              for hc, sign in cells)
 
@@ -237,6 +239,26 @@ def test_smooth_gradients_match_autodiff_of_the_formula(impl):
                   argnums=(0, 1, 2, 3))(x, directions, 20.0, thresholds)
   for a, b in zip(ours, want):
     np.testing.assert_allclose(a, b, atol=2e-4 * max(1.0, float(jnp.abs(b).max())))
+
+
+@pytest.mark.parametrize("impl", ["banded", "dense"])
+def test_smooth_gradients_at_tied_heights_share_each_cell_equally(impl):
+  # Integer coordinates and axis directions: many edges and triangles have two
+  # or three highest vertices, where cells are folded onto shared vertices.
+  rng = np.random.default_rng(8)
+  x = jnp.asarray(rng.integers(-2, 3, (14, 2)).astype(np.float32))
+  edges = np.stack([rng.choice(14, 2, replace=False) for _ in range(30)]).astype(np.int32)
+  faces = np.stack([rng.choice(14, 3, replace=False) for _ in range(10)]).astype(np.int32)
+  directions = jnp.array([[1, 0], [0, 1], [-1, 0], [0, -1], [0.6, 0.8]], jnp.float32)
+  thresholds = linear_thresholds(3.0, 20)
+  g = jnp.asarray(rng.normal(size=(5, 20)).astype(np.float32))
+  loss = lambda f: (lambda x, v: jnp.sum(g * f(x, v)))
+  ours = jax.grad(loss(lambda x, v: ect(x, edges, faces, directions=v, thresholds=thresholds,
+                                        scale=6.0, impl=impl)), argnums=(0, 1))(x, directions)
+  want = jax.grad(loss(lambda x, v: _formula(x, edges, v, thresholds, 6.0, faces)),
+                  argnums=(0, 1))(x, directions)
+  for a, b in zip(ours, want):
+    np.testing.assert_allclose(a, b, atol=1e-4 * max(1.0, float(jnp.abs(b).max())))
 
 
 def test_pallas_kernel_in_interpret_mode_equals_banded_forward():

@@ -1,10 +1,11 @@
 """Accumulating per-cell contributions into Euler characteristic curves.
 
-For cells m with heights `h[m, d]` along directions d, weights `w[m]` (the sign
-(-1)^dim, times a cell weight for weighted transforms) and segment ids
+For cells m with heights `h[m, d]` along directions d, weights `w[m]` or
+`w[m, d]` (the sign (-1)^dim, times a cell weight for weighted transforms; per
+direction when cells are folded onto their highest vertex) and segment ids
 `seg[m]` (the complex each cell belongs to), the curves are
 
-  out[b, d, j] = sum_{m : seg[m] = b} w[m] * F(t[j] - h[m, d])
+  out[b, d, j] = sum_{m : seg[m] = b} w[m, d] * F(t[j] - h[m, d])
 
 with F the closed step 1[h <= t] (or the open one, 1[h < t]) for the exact
 ECT and F(u) = sigmoid(s * u) for the smooth DECT of scale s.
@@ -80,6 +81,11 @@ def _segment_one_hot(segments, num_segments, dtype):
   return (segments[:, None] == jnp.arange(num_segments)[None, :]).astype(dtype)
 
 
+def _per_pair(weights, shape):
+  """Weights `[M]` or `[M, D]` as `[M, D]` (a broadcast, no copy under jit)."""
+  return jnp.broadcast_to(weights if weights.ndim == 2 else weights[:, None], shape)
+
+
 def _smooth(u, scale):
   return jax.nn.sigmoid(scale * u)
 
@@ -93,7 +99,8 @@ def accumulate_reference(heights, weights, segments, thresholds, scale, *,
   """The dense formula: `[num_segments, D, T]`, O(M * D * T) memory."""
   u = thresholds[None, None, :] - heights[:, :, None]
   values = _step(u, tie).astype(heights.dtype) if scale is None else _smooth(u, scale)
-  member = _segment_one_hot(segments, num_segments, heights.dtype) * weights[:, None]
+  member = _segment_one_hot(segments, num_segments, heights.dtype)
+  values = _per_pair(weights, heights.shape)[:, :, None] * values
   return jnp.einsum("mb,mdt->bdt", member, values, precision=lax.Precision.HIGHEST)
 
 
@@ -190,7 +197,7 @@ def accumulate_banded(heights, weights, segments, thresholds, scale, *, num_segm
   num_dirs, num_thresholds = heights.shape[1], thresholds.shape[0]
   bins = _FlatBins(segments, num_segments, num_dirs, num_thresholds)
   start = _band_start(heights, thresholds, scale, tie, uniform)
-  w = jnp.broadcast_to(weights[:, None], heights.shape)
+  w = _per_pair(weights, heights.shape)
   steps = bins.scatter(bins.zeros(heights.dtype),
                        bins.index(jnp.minimum(start + band_width, num_thresholds)), w)
   curves = jnp.cumsum(bins.unflatten(steps), axis=-1)
@@ -241,8 +248,10 @@ def _banded_cotangents(heights, weights, segments, thresholds, scale, g, tie, ba
     tail = jnp.take(bins.flatten(_suffix_sums(g)),
                     bins.index(jnp.minimum(start + band_width, num_thresholds)), axis=0)
   keep = bins.in_range[:, None]
+  w = _per_pair(weights, heights.shape)
+  per_cell = (lambda dw: dw) if weights.ndim == 2 else (lambda dw: dw.sum(axis=1))
   if scale is None or not (needs.heights or needs.weights or needs.thresholds or needs.scale):
-    return zeros, tail.sum(axis=1), dt, ds
+    return zeros, per_cell(tail), dt, ds
   flat_g = bins.flatten(jnp.pad(g, [(0, 0), (0, 0), (0, 1)]))
 
   def slot(k, acc):
@@ -252,15 +261,15 @@ def _banded_cotangents(heights, weights, segments, thresholds, scale, g, tie, ba
     slope = gk * sig * (1.0 - sig)
     if needs.thresholds:
       dt = dt.at[jnp.where(valid & keep, index, num_thresholds).reshape(-1)].add(
-          (weights[:, None] * slope).reshape(-1), mode="drop")
+          (w * slope).reshape(-1), mode="drop")
     return (dw + gk * sig if needs.weights else dw,
             dz + slope if needs.heights else dz,
             dzt + slope * (t - heights) if needs.scale else dzt, dt)
 
   dw, dz, dzt, dt = lax.fori_loop(0, band_width, slot, (tail, zeros, zeros, dt))
-  dh = jnp.where(keep, -scale * weights[:, None] * dz, 0.0)
-  ds = jnp.sum(jnp.where(keep, weights[:, None] * dzt, 0.0))
-  return dh, dw.sum(axis=1), scale * dt, ds
+  dh = jnp.where(keep, -scale * w * dz, 0.0)
+  ds = jnp.sum(jnp.where(keep, w * dzt, 0.0))
+  return dh, per_cell(dw), scale * dt, ds
 
 
 # ------------------------------------------------------------------ pallas
@@ -275,9 +284,9 @@ def _pallas_layout(heights, weights, segments, block_sizes, num_segments):
   num_cells, num_dirs = heights.shape
   cells = min(block_sizes.cells, max(num_cells, 1))
   dirs = min(block_sizes.directions, num_dirs)
-  h = _pad_rows(heights, cells, 0.0)
-  h = jnp.pad(h, [(0, 0), (0, -num_dirs % dirs)])
-  w = _pad_rows(weights[:, None], cells, 0.0)
+  pad_dirs = lambda a: jnp.pad(_pad_rows(a, cells, 0.0), [(0, 0), (0, -num_dirs % dirs)])
+  h = pad_dirs(heights)
+  w = pad_dirs(_per_pair(weights, heights.shape))
   s = _pad_rows(segments[:, None].astype(jnp.int32), cells, num_segments)
   grid = (h.shape[1] // dirs, h.shape[0] // cells)
   return h, w, s, cells, dirs, grid
@@ -304,14 +313,14 @@ def accumulate_pallas(heights, weights, segments, thresholds, scale, *, num_segm
     def _():
       out_ref[...] = jnp.zeros_like(out_ref)
     values = _chunk_values(h_ref[...], t_ref[...], scale_ref[0] if smooth else None, tie)
-    member = _segment_one_hot(s_ref[:, 0], num_segments, values.dtype) * w_ref[...]
-    out_ref[...] += jnp.einsum("cb,cdt->bdt", member, values,
+    member = _segment_one_hot(s_ref[:, 0], num_segments, values.dtype)
+    out_ref[...] += jnp.einsum("cb,cdt->bdt", member, w_ref[...][:, :, None] * values,
                                precision=lax.Precision.HIGHEST)
 
   out = pl.pallas_call(
       kernel, grid=grid,
       in_specs=[pl.BlockSpec((cells, dirs), lambda i, c: (c, i)),
-                pl.BlockSpec((cells, 1), lambda i, c: (c, 0)),
+                pl.BlockSpec((cells, dirs), lambda i, c: (c, i)),
                 pl.BlockSpec((cells, 1), lambda i, c: (c, 0)),
                 pl.BlockSpec((num_thresholds,), lambda i, c: (0,)),
                 pl.BlockSpec((1,), lambda i, c: (0,))],
@@ -352,8 +361,7 @@ def _pallas_cotangents(heights, weights, segments, thresholds, scale, g, tie, bl
   per_cell = jax.ShapeDtypeStruct(h.shape, heights.dtype)
   dw, dz, dzt, dt = pl.pallas_call(
       kernel, grid=grid,
-      in_specs=[cell_block,
-                pl.BlockSpec((cells, 1), lambda i, c: (c, 0)),
+      in_specs=[cell_block, cell_block,
                 pl.BlockSpec((cells, 1), lambda i, c: (c, 0)),
                 pl.BlockSpec((num_thresholds,), lambda i, c: (0,)),
                 pl.BlockSpec((1,), lambda i, c: (0,)),
@@ -365,11 +373,13 @@ def _pallas_cotangents(heights, weights, segments, thresholds, scale, g, tie, bl
       interpret=interpret)(h, w, s, thresholds, scale_arr, g)
   crop = lambda a: a[:num_cells, :num_dirs]
   keep = ((segments >= 0) & (segments < num_segments))[:, None]
-  dw = jnp.where(keep[:, 0], crop(dw).sum(axis=1), 0.0)
+  dw = jnp.where(keep, crop(dw), 0.0)
+  dw = dw if weights.ndim == 2 else dw.sum(axis=1)
   if not smooth:
     return jnp.zeros_like(heights), dw, jnp.zeros_like(thresholds), None
-  dh = jnp.where(keep, -scale * weights[:, None] * crop(dz), 0.0)
-  ds = jnp.sum(jnp.where(keep, weights[:, None] * crop(dzt), 0.0))
+  w = _per_pair(weights, heights.shape)
+  dh = jnp.where(keep, -scale * w * crop(dz), 0.0)
+  ds = jnp.sum(jnp.where(keep, w * crop(dzt), 0.0))
   return dh, dw, scale * dt.sum(axis=0), ds
 
 
@@ -382,6 +392,8 @@ def accumulate(heights, weights, segments, thresholds, scale, num_segments: int,
                block_sizes: BlockSizes = BlockSizes(),
                uniform: bool = False) -> tuple[jax.Array, jax.Array]:
   """Differentiable curves `[num_segments, D, T]` and the overflow flags `[num_segments]`.
+
+  `heights` `[M, D]`, `weights` `[M]` or `[M, D]`, `segments` `[M]`.
 
   Differentiable in `heights`, `weights`, `thresholds` and `scale` (the exact
   step has zero derivative in heights and thresholds; it is linear in the
