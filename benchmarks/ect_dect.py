@@ -18,6 +18,8 @@ respect to the points and the directions.
 * topojax exact: the same with `scale=None` (forward only; it has no gradient
   in the points).
 
+Each group (forward; forward + backward) is timed in turn within every run.
+
 Memory: every method also runs once in a fresh subprocess, which reports its
 peak resident set after warm-up (VmHWM, reset through /proc/self/clear_refs
 after one untimed call, so compilation and imports are not counted) minus its
@@ -38,7 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks._harness import machine_line, report, time_fn
+from benchmarks._harness import machine_line, report, time_interleaved
 from topojax import ect as tect
 from topojax.kernels import ect_accumulate as acc
 
@@ -266,20 +268,21 @@ def main() -> None:
         f"max |torch - f64| {np.abs(ref[0] - f64).max():.2e}, "
         f"max |jnp dense - f64| {np.abs(dense[0] - f64).max():.2e}")
 
-  runs = args.runs
-  tm = {
-      "topojax_fwd": time_fn("topojax ect, banded (jit)", calls["topojax_fwd"], runs=runs),
-      "topojax_fwd_bwd": time_fn("topojax ect, banded (jit grad)", calls["topojax_fwd_bwd"],
-                                 runs=runs),
-      "topojax_exact_fwd": time_fn("topojax ect, exact scale=None (jit)",
-                                   calls["topojax_exact_fwd"], runs=runs),
-      "jnp_fwd": time_fn("jnp dense formula (jit)", calls["jnp_fwd"], runs=runs),
-      "jnp_fwd_bwd": time_fn("jnp dense formula (jit grad)", calls["jnp_fwd_bwd"], runs=runs),
-      "torch_fwd": time_fn("torch dense (dect formula, no_grad)", torch_fwd, warmup=1,
-                           runs=runs),
-      "torch_fwd_bwd": time_fn("torch dense (dect formula, autograd)", torch_fwd_bwd, warmup=1,
-                               runs=runs),
+  # Each group timed in turn within every run (the machine's speed drifts).
+  names = {
+      "topojax_fwd": "topojax ect, banded (jit)",
+      "topojax_exact_fwd": "topojax ect, exact scale=None (jit)",
+      "jnp_fwd": "jnp dense formula (jit)",
+      "torch_fwd": "torch dense (dect formula, no_grad)",
+      "topojax_fwd_bwd": "topojax ect, banded (jit grad)",
+      "jnp_fwd_bwd": "jnp dense formula (jit grad)",
+      "torch_fwd_bwd": "torch dense (dect formula, autograd)",
   }
+  fns = dict(calls, torch_fwd=torch_fwd, torch_fwd_bwd=torch_fwd_bwd)
+  tm = {}
+  for group in ([m for m in names if not m.endswith("bwd")], [m for m in names if m.endswith("bwd")]):
+    timings = time_interleaved({names[m]: fns[m] for m in group}, warmup=1, runs=args.runs)
+    tm.update(zip(group, timings))
   title = (f"DECT of {case.batch} graphs x {case.nodes} nodes x {case.edges} edges in R^3, "
            f"D={case.directions}, T={case.thresholds}, scale {SCALE:g}, float32; torch "
            f"{torch.__version__} ({torch.get_num_threads()} threads)")

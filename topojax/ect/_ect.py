@@ -142,14 +142,13 @@ def _fold_onto_highest(weights, heights, targets, sign, smooth):
     vertex_h = [jnp.take(padded, rows[:, j], axis=0) for j in range(rows.shape[1])]
     cell_h = functools.reduce(jnp.maximum, vertex_h)
     at_max = [h == cell_h for h in vertex_h]
-    if smooth:
-      share = sign / sum(m.astype(heights.dtype) for m in at_max)
-      shares = [jnp.where(m, share, 0.0) for m in at_max]
-    else:
-      earlier, shares = jnp.zeros_like(at_max[0]), []
-      for m in at_max:
-        shares.append(jnp.where(m & ~earlier, sign, 0.0))
-        earlier = earlier | m
+    if not smooth:  # the first highest vertex takes the whole cell
+      at_max = [m & ~functools.reduce(jnp.logical_or, at_max[:j], jnp.zeros_like(m))
+                for j, m in enumerate(at_max)]
+    # One share per highest vertex (exact: one). The division also keeps
+    # XLA from fusing the gathers into every column's shares (10x slower).
+    share = sign / sum(m.astype(heights.dtype) for m in at_max)
+    shares = [jnp.where(m, share, 0.0) for m in at_max]
     # One scatter of the stacked rows: 2-3x faster on XLA:CPU than one per
     # vertex column.
     return weights.at[rows.T.reshape(-1)].add(
